@@ -1,0 +1,33 @@
+"""Collect function: Lambda Kafka event of ``inference-result`` → idempotent upserts keyed by (uuid, seq)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from functions.common import resources
+from functions.common.contracts import InferenceResult
+from functions.common.handler import dead_letter
+from functions.common.kafka_event import parse_messages
+from functions.common.settings import get_settings
+
+from . import service
+
+log = logging.getLogger(__name__)
+
+
+async def handle(event: dict[str, Any]) -> dict[str, int]:
+    settings = get_settings()
+    batch = parse_messages(event, InferenceResult)
+    rejected = batch.rejected + [record for _, record in batch.invalid]  # a malformed result is no answer
+    outcome = await service.process(resources.store.get(), batch.messages)
+    await dead_letter(resources.producer.get(), settings.dlq_topic, rejected, "collect")
+    return {**{k.value: 0 for k in service.Applied}, **outcome, "dead_lettered": len(rejected)}
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    return resources.run_sync(handle(event))
+
+
+# Called by the local runtime from the handler's thread at exit.
+shutdown = resources.close_thread_loop

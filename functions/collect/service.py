@@ -1,0 +1,25 @@
+"""Collect use case: apply results to the store; duplicates and stale answers change nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from functions.common.contracts import InferenceResult
+from functions.common.db import Applied, Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Applied", "process"]
+
+
+async def process(store: Store, results: Sequence[InferenceResult]) -> dict[str, int]:
+    """Returns how many results were applied, duplicate or for unknown requests (DB errors raise: retry)."""
+    counts: Counter[str] = Counter()
+    for result in results:
+        outcome = await store.apply_result(result)
+        if outcome is Applied.UNKNOWN:
+            log.warning("result for unknown request %s skipped", result.key)
+        counts[outcome.value] += 1
+    return dict(counts)

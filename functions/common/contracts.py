@@ -1,0 +1,96 @@
+"""Wire contracts: Kafka messages and HTTP response bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TOPK = 1000
+Status = Literal["queued", "done", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class InferenceRequest(_Message):
+    """``inference-request``: a claim check pointing at the uploaded bytes."""
+
+    uuid: str
+    seq: int = Field(ge=0)
+    topk: int = Field(ge=1, le=MAX_TOPK)
+    blob: str
+    content_type: str = "application/octet-stream"
+    submitted_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return message_key(self.uuid, self.seq)
+
+
+class InferenceResult(_Message):
+    """``inference-result``: what infer decided for one request."""
+
+    uuid: str
+    seq: int = Field(ge=0)
+    status: Literal["done", "failed"]
+    labels: list[str] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    error: str | None = None
+    model: str | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return message_key(self.uuid, self.seq)
+
+
+def message_key(uuid: str, seq: int) -> str:
+    """Kafka key: retries of one request land in the same partition."""
+    return f"{uuid}:{seq}"
+
+
+# HTTP bodies ---------------------------------------------------------------
+
+
+class RegisterResponse(BaseModel):
+    uuid: str
+
+
+class ImageAccepted(BaseModel):
+    uuid: str
+    seq: int
+    status: Status = "queued"
+
+
+class BatchAccepted(BaseModel):
+    uuid: str
+    items: list[ImageAccepted]
+
+
+class ResultItem(BaseModel):
+    seq: int
+    status: Status
+    predictions: list[str]
+    scores: list[float]
+    error: str | None = None
+    model: str | None = None
+
+
+class ResultPage(BaseModel):
+    items: list[ResultItem]
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, str]

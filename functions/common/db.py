@@ -1,0 +1,230 @@
+"""Result store on ``databases``: one schema, two real backends (SQLite via aiosqlite, MariaDB via asyncmy)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from databases import Database
+
+from .contracts import InferenceResult, Status
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sessions (
+        uuid VARCHAR(36) NOT NULL PRIMARY KEY,
+        created_at DOUBLE NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS requests (
+        uuid VARCHAR(36) NOT NULL,
+        seq BIGINT NOT NULL,
+        topk INTEGER NOT NULL,
+        blob_key VARCHAR(512) NOT NULL,
+        content_hash CHAR(64) NOT NULL,
+        content_type VARCHAR(100) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        labels TEXT,
+        scores TEXT,
+        error TEXT,
+        model VARCHAR(100),
+        submitted_at DOUBLE NOT NULL,
+        finished_at DOUBLE,
+        PRIMARY KEY (uuid, seq)
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    uuid: str
+    seq: int
+    topk: int
+    blob_key: str
+    content_hash: str
+    content_type: str
+    status: Status = "queued"
+    labels: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    error: str | None = None
+    model: str | None = None
+    submitted_at: float = 0.0
+    finished_at: float | None = None
+
+
+class Applied(Enum):
+    """What applying one result did."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # the row already holds a final answer at least as good
+    UNKNOWN = "unknown"  # no such request (unknown session or seq)
+
+
+class Store(Protocol):
+    async def init_schema(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def create_session(self, uuid: str) -> None: ...
+    async def session_exists(self, uuid: str) -> bool: ...
+    async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]: ...
+    async def apply_result(self, result: InferenceResult) -> Applied: ...
+    async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]: ...
+    async def get_request(self, uuid: str, seq: int) -> RequestRow | None: ...
+    async def status_counts(self) -> dict[str, int]: ...
+    async def close(self) -> None: ...
+
+
+def normalise_url(url: str) -> str:
+    """Accept the short forms users type (``mysql://``, ``sqlite:///``) and pick the async drivers."""
+    for short, full in (
+        ("mysql://", "mysql+asyncmy://"),
+        ("mariadb://", "mysql+asyncmy://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(short):
+            return full + url[len(short) :]
+    return url
+
+
+class DatabaseStore:
+    """The one ``Store`` implementation; only the insert-if-absent statement differs by dialect."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = Database(self.url)
+        self._insert_ignore = "INSERT OR IGNORE" if self.is_sqlite else "INSERT IGNORE"
+
+    async def _ready(self) -> Database:
+        if not self._db.is_connected:
+            await self._db.connect()
+            if self.is_sqlite:
+                await self._db.execute("PRAGMA journal_mode=WAL")
+                await self._db.execute("PRAGMA busy_timeout=10000")
+        return self._db
+
+    async def init_schema(self) -> None:
+        db = await self._ready()
+        for statement in _SCHEMA:
+            await db.execute(statement)
+
+    async def ping(self) -> None:
+        db = await self._ready()
+        await db.fetch_val("SELECT 1")
+
+    async def close(self) -> None:
+        if self._db.is_connected:
+            await self._db.disconnect()
+
+    async def create_session(self, uuid: str) -> None:
+        db = await self._ready()
+        await db.execute(
+            "INSERT INTO sessions (uuid, created_at) VALUES (:uuid, :now)", {"uuid": uuid, "now": time.time()}
+        )
+
+    async def session_exists(self, uuid: str) -> bool:
+        db = await self._ready()
+        return await db.fetch_val("SELECT 1 FROM sessions WHERE uuid = :uuid", {"uuid": uuid}) is not None
+
+    async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]:
+        """Insert unless (uuid, seq) exists; returns the stored row and whether this call created it.
+
+        A concurrent twin may win the insert; callers compare content hashes either way.
+        """
+        db = await self._ready()
+        values = {
+            "uuid": row.uuid,
+            "seq": row.seq,
+            "topk": row.topk,
+            "blob_key": row.blob_key,
+            "content_hash": row.content_hash,
+            "content_type": row.content_type,
+            "status": "queued",
+            "submitted_at": row.submitted_at or time.time(),
+        }
+        before = await self.get_request(row.uuid, row.seq)
+        if before is not None:
+            return before, False
+        await db.execute(
+            f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type, status,"
+            " submitted_at) VALUES (:uuid, :seq, :topk, :blob_key, :content_hash, :content_type, :status,"
+            " :submitted_at)",
+            values,
+        )
+        stored = await self.get_request(row.uuid, row.seq)
+        if stored is None:  # pragma: no cover - the insert above either wrote or found a row
+            raise RuntimeError(f"request {row.uuid}:{row.seq} vanished after insert")
+        return stored, True
+
+    async def apply_result(self, result: InferenceResult) -> Applied:
+        """Idempotent upsert keyed by (uuid, seq): first final answer wins, except ``done`` replaces ``failed``."""
+        db = await self._ready()
+        current = await db.fetch_val(
+            "SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": result.uuid, "seq": result.seq}
+        )
+        if current is None:
+            return Applied.UNKNOWN
+        if current == "done" or (current == "failed" and result.status == "failed"):
+            return Applied.DUPLICATE
+        await db.execute(
+            "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
+            " model = :model, finished_at = :finished_at"
+            " WHERE uuid = :uuid AND seq = :seq AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
+            {
+                "status": result.status,
+                "labels": json.dumps(result.labels),
+                "scores": json.dumps(result.scores),
+                "error": result.error,
+                "model": result.model,
+                "finished_at": result.finished_at.timestamp(),
+                "uuid": result.uuid,
+                "seq": result.seq,
+            },
+        )
+        return Applied.APPLIED
+
+    async def get_request(self, uuid: str, seq: int) -> RequestRow | None:
+        db = await self._ready()
+        record = await db.fetch_one(
+            "SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq}
+        )
+        return None if record is None else _row(dict(record._mapping))
+
+    async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]:
+        db = await self._ready()
+        records = await db.fetch_all(
+            "SELECT * FROM requests WHERE uuid = :uuid AND seq BETWEEN :lo AND :hi ORDER BY seq",
+            {"uuid": uuid, "lo": seq_start, "hi": seq_end},
+        )
+        return [_row(dict(r._mapping)) for r in records]
+
+    async def status_counts(self) -> dict[str, int]:
+        db = await self._ready()
+        records = await db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")
+        return {str(r._mapping["status"]): int(r._mapping["n"]) for r in records}
+
+
+def _row(m: dict[str, Any]) -> RequestRow:
+    return RequestRow(
+        uuid=m["uuid"],
+        seq=int(m["seq"]),
+        topk=int(m["topk"]),
+        blob_key=m["blob_key"],
+        content_hash=m["content_hash"].strip(),
+        content_type=m["content_type"],
+        status=m["status"],
+        labels=tuple(json.loads(m["labels"])) if m["labels"] else (),
+        scores=tuple(json.loads(m["scores"])) if m["scores"] else (),
+        error=m["error"],
+        model=m["model"],
+        submitted_at=float(m["submitted_at"]),
+        finished_at=None if m["finished_at"] is None else float(m["finished_at"]),
+    )

@@ -1,0 +1,118 @@
+"""What both HTTP functions share: error mapping, API-key and body-size guards, health, OpenAPI."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import resources
+from .contracts import Health
+from .errors import PayloadTooLarge, ServiceError, infrastructure_errors
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    if exc.status_code >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.message)
+    return error_response(exc.status_code, exc.message)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, infrastructure_errors()):
+        log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
+        return error_response(503, f"a backing service is unavailable, retry later ({type(exc).__name__})")
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_response(500, "internal error")
+
+
+EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[..., object]] = {
+    ServiceError: service_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}
+
+
+class ApiKeyMiddleware:
+    """When ``API_KEY`` is set, every path except ``/health`` needs the ``x-api-key`` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        expected = get_settings().api_key
+        if scope["type"] == "http" and expected and scope["path"] != "/health":
+            given = dict(scope["headers"]).get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, expected.encode()):
+                await error_response(401, "missing or wrong x-api-key header")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Rejects an oversized body from its Content-Length, or while it streams in: nothing is buffered past the limit."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[Scope], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(413, f"request body exceeds {limit} bytes")(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def health(request: Request) -> Response:
+    """Checks that the database and the broker answer."""
+    checks: dict[str, str] = {}
+    probes: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": resources.store.get().ping,
+        "broker": resources.producer.get().ping,
+    }
+    for name, probe in probes.items():
+        try:
+            await probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    body = Health(status="ok" if all(v == "ok" for v in checks.values()) else "degraded", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
+
+
+def pydantic_response(model: BaseModel, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(json.loads(model.model_dump_json()), status_code=status_code)

@@ -1,0 +1,129 @@
+"""The OpenAPI document of the public HTTP API; schemas come from the pydantic models, not by hand."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .contracts import MAX_TOPK, BatchAccepted, ErrorBody, Health, ImageAccepted, RegisterResponse, ResultPage
+
+_MODELS: tuple[type[BaseModel], ...] = (RegisterResponse, ImageAccepted, BatchAccepted, ResultPage, ErrorBody, Health)
+_REF = "#/components/schemas/{model}"
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}},
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _json(ErrorBody, "error") for code in codes}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": True, "schema": schema, "description": description}
+
+
+_UPLOAD_FIELDS = {
+    "uuid": {"type": "string", "format": "uuid"},
+    "topk": {"type": "integer", "minimum": 1, "maximum": MAX_TOPK},
+}
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    single = {
+        **_UPLOAD_FIELDS,
+        "seq": {"type": "integer", "minimum": 0},
+        "payload": {"type": "string", "format": "binary"},
+    }
+    batch = {
+        **_UPLOAD_FIELDS,
+        "seqStart": {"type": "integer", "minimum": 0},
+        "payload": {"type": "array", "items": {"type": "string", "format": "binary"}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "faasinfer",
+            "version": "1.0.0",
+            "description": "Image classification: register a session, upload images, query results.",
+        },
+        "paths": {
+            "/register": {
+                "post": {
+                    "summary": "Create a session",
+                    "responses": {"200": _json(RegisterResponse, "the new session's uuid"), **_errors(401, 503)},
+                }
+            },
+            "/image": {
+                "post": {
+                    "summary": "Upload one image",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {"type": "object", "required": list(single), "properties": single}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json(ImageAccepted, "queued (or already known, same bytes)"),
+                        **_errors(400, 401, 404, 409, 413, 415, 503),
+                    },
+                }
+            },
+            "/images": {
+                "post": {
+                    "summary": "Upload several images; the i-th gets seq seqStart+i",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {"type": "object", "required": list(batch), "properties": batch}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json(BatchAccepted, "all queued"),
+                        **_errors(400, 401, 404, 409, 413, 415, 503),
+                    },
+                }
+            },
+            "/result": {
+                "get": {
+                    "summary": "Results of a seq range (inclusive)",
+                    "parameters": [
+                        _query("uuid", {"type": "string", "format": "uuid"}, "session"),
+                        _query("seqStart", {"type": "integer", "minimum": 0}, "first seq"),
+                        _query(
+                            "seqEnd", {"type": "integer", "minimum": 0}, "last seq; at most MAX_RANGE seqs per query"
+                        ),
+                    ],
+                    "responses": {"200": _json(ResultPage, "items in seq order"), **_errors(400, 401, 404, 503)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Database and broker reachability",
+                    "responses": {"200": _json(Health, "all reachable"), "503": _json(Health, "degraded")},
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())

@@ -1,0 +1,34 @@
+"""Parsing of request parameters (form fields, query strings) into typed values or a clear 400."""
+
+from __future__ import annotations
+
+import uuid as uuid_lib
+
+from .contracts import MAX_TOPK
+from .errors import BadRequest
+
+
+def parse_uuid(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest("field 'uuid' is required")
+    try:
+        parsed = uuid_lib.UUID(value)
+    except ValueError as exc:
+        raise BadRequest("field 'uuid' is not a valid UUID") from exc
+    return str(parsed)
+
+
+def parse_int(value: object, name: str, low: int, high: int | None = None) -> int:
+    if value is None or value == "":
+        raise BadRequest(f"field '{name}' is required")
+    if not isinstance(value, str) or not value.strip().lstrip("+-").isdigit() or len(value) > 20:
+        raise BadRequest(f"field '{name}' must be an integer")
+    number = int(value)
+    if number < low or (high is not None and number > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise BadRequest(f"field '{name}' must be {bound}, got {number}")
+    return number
+
+
+def parse_topk(value: object) -> int:
+    return parse_int(value, "topk", 1, MAX_TOPK)

@@ -1,0 +1,62 @@
+"""A lazily started aiokafka producer shared by the functions that publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class Producer:
+    def __init__(self, bootstrap_servers: str, timeout_s: float) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout_s = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def _ready(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    acks="all",
+                    linger_ms=2,
+                    request_timeout_ms=int(self.timeout_s * 1000),
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self.timeout_s)
+                except BaseException:
+                    await producer.stop()
+                    raise
+                log.info("kafka producer connected to %s", self.bootstrap_servers)
+                self._producer = producer
+        return self._producer
+
+    async def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes, Headers]]) -> None:
+        """Send a batch and wait until the broker acknowledged every message (or raise)."""
+        if not messages:
+            return
+        producer = await self._ready()
+        futures = [
+            await producer.send(topic, value, key=None if key is None else key.encode(), headers=headers)
+            for key, value, headers in messages
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+
+    async def ping(self) -> None:
+        producer = await self._ready()
+        await asyncio.wait_for(producer.client.force_metadata_update(), self.timeout_s)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,45 @@
+"""Configuration read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".faasinfer")
+
+
+class Settings(BaseSettings):
+    """Every knob of every function; unset values fall back to the embedded local defaults."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(default=f"sqlite+aiosqlite:///{DEFAULT_HOME / 'faasinfer.db'}")
+    blob_url: str = Field(default=f"file://{DEFAULT_HOME / 'blobs'}")
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    request_topic: str = "inference-request"
+    result_topic: str = "inference-result"
+    dlq_topic: str = "inference-dlq"
+
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(default=40_000_000, gt=0)
+    max_image_side: int = Field(default=20_000, gt=0)
+    max_range: int = Field(default=1000, gt=0)
+    max_batch_files: int = Field(default=64, gt=0)
+    max_batch_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    api_key: str | None = None
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+    infer_model: str = "resnet50"
+    infer_weights: str = "DEFAULT"
+    infer_max_batch: int = Field(default=8, gt=0)
+    infer_threads: int = Field(default=1, gt=0)
+    infer_decode_workers: int = Field(default=2, gt=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()

@@ -1,0 +1,64 @@
+"""Infer function: Lambda Kafka event of ``inference-request`` → one ``inference-result`` message per record."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from functions.common import resources
+from functions.common.contracts import InferenceRequest, InferenceResult
+from functions.common.handler import dead_letter, failed_for_invalid
+from functions.common.kafka_event import parse_messages
+from functions.common.settings import get_settings
+
+from . import service
+from .model import Classifier, load_classifier
+
+log = logging.getLogger(__name__)
+
+_classifier: Classifier | None = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def classifier() -> Classifier:
+    """Loaded once per process (cold start), reused by every invocation."""
+    global _classifier
+    if _classifier is None:
+        settings = get_settings()
+        _classifier = load_classifier(settings.infer_model, settings.infer_weights, settings.infer_threads)
+    return _classifier
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(get_settings().infer_decode_workers, thread_name_prefix="decode")
+    return _pool
+
+
+async def handle(event: dict[str, Any]) -> dict[str, int]:
+    settings = get_settings()
+    batch = parse_messages(event, InferenceRequest)
+    invalid_results, rejected = failed_for_invalid(batch)
+    results: list[InferenceResult] = invalid_results + await service.process(
+        batch.messages,
+        resources.blobs.get(),
+        classifier(),
+        decode_pool(),
+        settings.infer_max_batch,
+        settings.max_pixels,
+    )
+    producer = resources.producer.get()
+    await producer.publish(settings.result_topic, [(r.key, r.model_dump_json().encode(), []) for r in results])
+    await dead_letter(producer, settings.dlq_topic, rejected, "infer")
+    done = sum(r.status == "done" for r in results)
+    return {"done": done, "failed": len(results) - done, "dead_lettered": len(rejected)}
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    return resources.run_sync(handle(event))
+
+
+# Called by the local runtime from the handler's thread at exit.
+shutdown = resources.close_thread_loop

@@ -1,0 +1,80 @@
+"""Infer use case: fetch blobs, decode in parallel, classify in batched forward passes, one result per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import torch
+
+from functions.common.blobs import BlobNotFound, BlobStore
+from functions.common.contracts import InferenceRequest, InferenceResult
+
+from .model import Classifier, UndecodableImage
+
+log = logging.getLogger(__name__)
+
+
+def failed(request_uuid: str, seq: int, reason: str, model: str | None = None) -> InferenceResult:
+    return InferenceResult(uuid=request_uuid, seq=seq, status="failed", error=reason, model=model)
+
+
+async def _fetch_and_decode(
+    request: InferenceRequest, blobs: BlobStore, classifier: Classifier, pool: Executor, max_pixels: int
+) -> torch.Tensor | str:
+    """The preprocessed tensor, or the reason this record cannot be classified (infrastructure errors raise)."""
+    if request.topk > len(classifier.labels):
+        return f"topk {request.topk} exceeds the model's {len(classifier.labels)} classes"
+    try:
+        data = await blobs.get(request.blob)
+    except BlobNotFound:
+        return f"image blob {request.blob!r} not found (expired or never stored)"
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, classifier.preprocess, data, max_pixels)
+    except UndecodableImage as exc:
+        return str(exc)
+
+
+async def process(
+    requests: Sequence[InferenceRequest],
+    blobs: BlobStore,
+    classifier: Classifier,
+    pool: Executor,
+    max_batch: int,
+    max_pixels: int,
+) -> list[InferenceResult]:
+    """Every request gets exactly one result, in input order; a bad record never fails the others."""
+    decoding = [asyncio.ensure_future(_fetch_and_decode(r, blobs, classifier, pool, max_pixels)) for r in requests]
+    results: dict[int, InferenceResult] = {}
+    pending: list[tuple[int, torch.Tensor]] = []
+
+    async def flush() -> None:
+        batch = torch.stack([tensor for _, tensor in pending])
+        topks = [requests[i].topk for i, _ in pending]
+        predictions = await asyncio.to_thread(classifier.predict, batch, topks)
+        for (i, _), (labels, scores) in zip(pending, predictions, strict=True):
+            r = requests[i]
+            results[i] = InferenceResult(
+                uuid=r.uuid, seq=r.seq, status="done", labels=labels, scores=scores, model=classifier.name
+            )
+        pending.clear()
+
+    try:
+        # Decoding of later records continues in the pool while a full chunk runs through the model.
+        for i, future in enumerate(decoding):
+            outcome = await future
+            if isinstance(outcome, str):
+                log.info("request %s:%d failed: %s", requests[i].uuid, requests[i].seq, outcome)
+                results[i] = failed(requests[i].uuid, requests[i].seq, outcome, classifier.name)
+                continue
+            pending.append((i, outcome))
+            if len(pending) == max_batch:
+                await flush()
+        if pending:
+            await flush()
+    finally:
+        for future in decoding:
+            future.cancel()
+    return [results[i] for i in range(len(requests))]

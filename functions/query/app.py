@@ -1,0 +1,43 @@
+"""Query function: ``GET /result?uuid&seqStart&seqEnd`` (Starlette app, Lambda via Mangum)."""
+
+from __future__ import annotations
+
+from mangum import Mangum
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from functions.common import resources
+from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, health, pydantic_response
+from functions.common.openapi import openapi
+from functions.common.params import parse_int, parse_uuid
+from functions.common.settings import get_settings
+
+from . import service
+
+
+async def result(request: Request) -> Response:
+    params = request.query_params
+    session = parse_uuid(params.get("uuid"))
+    seq_start = parse_int(params.get("seqStart"), "seqStart", 0)
+    seq_end = parse_int(params.get("seqEnd"), "seqEnd", 0)
+    page = await service.results(resources.store.get(), session, seq_start, seq_end, get_settings().max_range)
+    return pydantic_response(page)
+
+
+app = Starlette(
+    routes=[
+        Route("/result", result, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ],
+    middleware=[Middleware(ApiKeyMiddleware)],
+    exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+)
+
+handler = Mangum(app, lifespan="off")
+
+# Called by the local runtime on its serving loop at exit (Lambda has no such moment: it freezes the process).
+shutdown = resources.aclose

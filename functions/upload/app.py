@@ -1,0 +1,105 @@
+"""Upload function: ``POST /register``, ``POST /image``, ``POST /images`` (Starlette app, Lambda via Mangum)."""
+
+from __future__ import annotations
+
+from mangum import Mangum
+from starlette.applications import Starlette
+from starlette.datastructures import FormData, UploadFile
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Scope
+
+from functions.common import resources
+from functions.common.contracts import BatchAccepted, RegisterResponse
+from functions.common.errors import BadRequest, PayloadTooLarge, ServiceError
+from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
+from functions.common.openapi import openapi
+from functions.common.params import parse_int, parse_topk, parse_uuid
+from functions.common.settings import get_settings
+
+from . import service
+
+_FORM_OVERHEAD = 64 * 1024
+
+
+def _deps() -> service.Deps:
+    return service.Deps(get_settings(), resources.store.get(), resources.blobs.get(), resources.producer.get())
+
+
+async def _form(request: Request, max_files: int) -> FormData:
+    return await request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
+
+
+async def _read_file(part: str | UploadFile | None, name: str) -> bytes:
+    if not isinstance(part, UploadFile):
+        raise BadRequest(f"field '{name}' must be a file part")
+    limit = get_settings().max_upload_bytes
+    data = await part.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"'{name}' exceeds {limit} bytes")
+    return data
+
+
+async def register(request: Request) -> Response:
+    return pydantic_response(RegisterResponse(uuid=await service.register(_deps())))
+
+
+async def image(request: Request) -> Response:
+    form = await _form(request, max_files=1)
+    session = parse_uuid(form.get("uuid"))
+    seq = parse_int(form.get("seq"), "seq", 0)
+    topk = parse_topk(form.get("topk"))
+    data = await _read_file(form.get("payload"), "payload")
+    accepted = await service.submit(_deps(), session, seq, topk, data)
+    return pydantic_response(accepted, status_code=202)
+
+
+async def images(request: Request) -> Response:
+    form = await _form(request, max_files=get_settings().max_batch_files)
+    session = parse_uuid(form.get("uuid"))
+    seq_start = parse_int(form.get("seqStart"), "seqStart", 0)
+    topk = parse_topk(form.get("topk"))
+    parts = form.getlist("payload")
+    if not parts:
+        raise BadRequest("field 'payload' is required (one or more files)")
+    blobs = [await _read_file(part, f"payload[{i}]") for i, part in enumerate(parts)]
+    deps = _deps()
+    items = []
+    for i, data in enumerate(blobs):
+        try:
+            items.append(await service.submit(deps, session, seq_start + i, topk, data))
+        except ServiceError as exc:
+            if exc.status_code >= 500:
+                raise
+            raise type(exc)(f"payload[{i}]: {exc.message}") from exc
+    return pydantic_response(BatchAccepted(uuid=session, items=items), status_code=202)
+
+
+def _body_limit(scope: Scope) -> int:
+    settings = get_settings()
+    path = scope.get("path", "")
+    if path == "/image":
+        return settings.max_upload_bytes + _FORM_OVERHEAD
+    if path == "/images":
+        return settings.max_batch_bytes
+    return _FORM_OVERHEAD
+
+
+app = Starlette(
+    routes=[
+        Route("/register", register, methods=["POST"]),
+        Route("/image", image, methods=["POST"]),
+        Route("/images", images, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ],
+    middleware=[Middleware(ApiKeyMiddleware), Middleware(BodyLimitMiddleware, limit=_body_limit)],
+    exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+)
+
+handler = Mangum(app, lifespan="off")
+
+# Called by the local runtime on its serving loop at exit (Lambda has no such moment: it freezes the process).
+shutdown = resources.aclose

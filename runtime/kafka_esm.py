@@ -1,0 +1,184 @@
+"""Emulates a Lambda Kafka event-source mapping with aiokafka: batch, invoke, commit after success, retry, DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from .lambda_event import LambdaContext, Record, kafka_event
+from .template import FunctionSpec, KafkaSource
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_backoff_s: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)))
+
+
+class EventSourceMapping:
+    """One consumer loop feeding one function: ``await mapping.run()`` until cancelled."""
+
+    def __init__(
+        self,
+        function: FunctionSpec,
+        source: KafkaSource,
+        handler: Handler,
+        bootstrap: str,
+        dlq_topic: str,
+        retry: RetryPolicy | None = None,
+        shutdown: Callable[[], Any] | None = None,
+    ) -> None:
+        self.function = function
+        self.source = source
+        self.handler = handler
+        self.shutdown = shutdown
+        self.bootstrap = bootstrap
+        self.dlq_topic = dlq_topic
+        self.retry = retry or RetryPolicy(max_retries=source.max_retries if source.max_retries is not None else 3)
+        # Handlers are synchronous Lambda handlers with their own persistent loop: one thread keeps it theirs.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"fn-{function.name}")
+        self.invocations = 0
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        # A batch may be retried several times; the group must not evict us meanwhile.
+        budget_ms = (self.function.timeout_s + 30) * 1000 * (self.retry.max_retries + 1)
+        return AIOKafkaConsumer(
+            self.source.topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.source.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if self.source.starting_position == "TRIM_HORIZON" else "latest",
+            max_poll_records=self.source.batch_size,
+            max_poll_interval_ms=max(300_000, budget_ms),
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    async def run(self) -> None:
+        consumer = self._consumer()
+        await consumer.start()
+        log.info(
+            "%s <- %s (group %s, batch %d, window %.1fs, %s)",
+            self.function.name,
+            self.source.topic,
+            self.source.group_id,
+            self.source.batch_size,
+            self.source.window_s,
+            self.source.kind,
+        )
+        try:
+            while True:
+                batch = await self._next_batch(consumer)
+                if batch:
+                    await self._deliver(batch)
+                    await self._commit(consumer, batch)
+        finally:
+            await consumer.stop()
+            if self.shutdown is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self.shutdown)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Record]:
+        """Up to BatchSize records; the batching window starts with the first record, as Lambda's does."""
+        size = self.source.batch_size
+        fetched = await consumer.getmany(timeout_ms=1000, max_records=size)
+        batch = [r for records in fetched.values() for r in records]
+        if not batch:
+            return batch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.source.window_s
+        while len(batch) < size and (remaining := deadline - loop.time()) > 0:
+            more = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=size - len(batch))
+            batch.extend(r for records in more.values() for r in records)
+        return batch
+
+    async def _invoke(self, records: Sequence[Record]) -> Any:
+        event = kafka_event(records, self.source, self.bootstrap)
+        context = LambdaContext.for_function(self.function)
+        self.invocations += 1
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.handler, event, context)
+
+    async def _deliver(self, batch: list[Record]) -> None:
+        """Invoke until success; after the retry limit the records go to the DLQ (with BisectBatchOnFunctionError
+        the halves are retried on their own first, so one poison record does not take its neighbours along)."""
+        attempt = 0
+        while True:
+            try:
+                summary = await self._invoke(batch)
+                log.info("%s handled %d records: %s", self.function.name, len(batch), summary)
+                return
+            except Exception as exc:
+                attempt += 1
+                log.warning(
+                    "%s failed on %d records (attempt %d/%d): %r",
+                    self.function.name,
+                    len(batch),
+                    attempt,
+                    self.retry.max_retries + 1,
+                    exc,
+                )
+                if attempt > self.retry.max_retries:
+                    if self.source.bisect_on_error and len(batch) > 1:
+                        half = len(batch) // 2
+                        await self._deliver(batch[:half])
+                        await self._deliver(batch[half:])
+                    else:
+                        await self._dead_letter(batch, exc)
+                    return
+                await asyncio.sleep(self.retry.delay(attempt))
+
+    async def _dead_letter(self, batch: Sequence[Record], exc: BaseException) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            reason = f"{type(exc).__name__}: {exc}".encode()[:1000]
+            futures = [
+                await producer.send(
+                    self.dlq_topic,
+                    r.value,
+                    key=r.key,
+                    headers=[
+                        *r.headers,
+                        ("error", reason),
+                        ("function", self.function.name.encode()),
+                        ("source", f"{r.topic}-{r.partition}@{r.offset}".encode()),
+                    ],
+                )
+                for r in batch
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        log.error(
+            "%s: %d records sent to %s after %d attempts",
+            self.function.name,
+            len(batch),
+            self.dlq_topic,
+            self.retry.max_retries + 1,
+        )
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Record]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced while we worked: the new owner gets these records again (at-least-once).
+            log.warning("%s: commit failed, records will be redelivered: %r", self.function.name, exc)

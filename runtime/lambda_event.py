@@ -1,0 +1,89 @@
+"""Lambda-shaped Kafka events and invocation contexts, built exactly as the event-source mapping delivers them."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .template import FunctionSpec, KafkaSource
+
+_TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
+
+
+class Record(Protocol):
+    """The fields of aiokafka's ``ConsumerRecord`` an event is built from."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def timestamp_type(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def kafka_event(records: Sequence[Record], source: KafkaSource, bootstrap: str) -> dict[str, Any]:
+    """Records grouped by ``topic-partition`` in offset order; key/value base64; headers as byte-int arrays."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        entry: dict[str, Any] = {
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "timestamp": r.timestamp,
+            "timestampType": _TIMESTAMP_TYPES.get(r.timestamp_type, "CREATE_TIME"),
+        }
+        if r.key is not None:
+            entry["key"] = _b64(r.key)
+        entry["value"] = _b64(r.value or b"")
+        entry["headers"] = [{name: list(value)} for name, value in r.headers]
+        grouped.setdefault(f"{r.topic}-{r.partition}", []).append(entry)
+    event: dict[str, Any] = {"eventSource": "aws:kafka" if source.kind == "MSK" else "SelfManagedKafka"}
+    if source.kind == "MSK":
+        event["eventSourceArn"] = source.stream_arn or "arn:aws:kafka:local:000000000000:cluster/local/local"
+    event["bootstrapServers"] = bootstrap
+    event["records"] = grouped
+    return event
+
+
+@dataclass
+class LambdaContext:
+    """The attributes and method handlers use from Lambda's context object."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    @classmethod
+    def for_function(cls, spec: FunctionSpec) -> LambdaContext:
+        return cls(function_name=spec.name, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s)

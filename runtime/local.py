@@ -1,0 +1,223 @@
+"""``python -m runtime.local``: the whole system on one machine, driven by ``template.yaml``.
+
+Embedded by default (Tansu broker child process, SQLite, blob folder); external with ``KAFKA_BOOTSTRAP_SERVERS``,
+``DATABASE_URL`` and ``BLOB_URL`` in the environment (e.g. the ``local/`` docker compose stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import uvicorn
+
+from functions.common import resources
+from functions.common.db import DatabaseStore
+from functions.common.settings import DEFAULT_HOME, get_settings
+
+from .broker import EmbeddedBroker, ensure_topics
+from .http import Gateway
+from .kafka_esm import RetryPolicy
+from .template import FunctionSpec, Template, load_template
+from .worker import mappings_for, supervise, worker_main
+
+log = logging.getLogger("runtime.local")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m runtime.local", description=__doc__.splitlines()[0])
+    p.add_argument("--template", default=str(ROOT / "template.yaml"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes per Kafka function marked LocalWorkers (default: cores // INFER_THREADS)",
+    )
+    p.add_argument("--partitions", type=int, default=4, help="partitions of topics the runtime creates")
+    p.add_argument("--max-retries", type=int, default=None, help="retries of a failing batch before the DLQ")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    p.add_argument("--demo", action="store_true", help="upload the demo photos, print their top-k, then exit")
+    p.add_argument(
+        "--allow-random",
+        action="store_true",
+        help="with --demo: if the configured weights cannot be had, use random weights (warned)",
+    )
+    return p.parse_args(argv)
+
+
+def apply_environment(template: Template, user_env: dict[str, str]) -> dict[str, str]:
+    """Template env of every function, under what the user set; returns what was added."""
+    added: dict[str, str] = {}
+    for spec in template.functions:
+        for key, value in spec.env.items():
+            if key in user_env:
+                continue
+            if key in added and added[key] != value:
+                log.warning(
+                    "%s sets %s=%s, another function %s; the first wins locally", spec.name, key, value, added[key]
+                )
+                continue
+            added[key] = value
+    os.environ.update(added)
+    get_settings.cache_clear()
+    resources.reset_all()
+    return added
+
+
+def worker_count(spec: FunctionSpec, requested: int | None) -> int:
+    if spec.local_workers is None:
+        return 0  # runs in-process
+    if requested is not None:
+        return max(1, requested)
+    if spec.local_workers != "auto":
+        return max(1, int(spec.local_workers))
+    threads = max(1, get_settings().infer_threads)
+    return max(1, (os.cpu_count() or 1) // threads)  # processes x threads never exceeds the cores
+
+
+def check_weights(allow_random: bool) -> None:
+    """Fail before starting anything when the model cannot load (or switch to random weights if allowed)."""
+    from functions.infer.model import ModelUnavailable, load_classifier
+
+    settings = get_settings()
+    try:
+        load_classifier(settings.infer_model, settings.infer_weights, settings.infer_threads)
+    except ModelUnavailable as exc:
+        if not allow_random:
+            raise
+        log.warning("%s", exc)
+        log.warning("*** DEMO WITH RANDOM WEIGHTS: predictions are meaningless; set INFER_WEIGHTS for real ones ***")
+        os.environ["INFER_WEIGHTS"] = "random"
+        get_settings.cache_clear()
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the runtime owns SIGINT/SIGTERM
+        yield
+
+
+async def serve(template: Template, bootstrap: str, args: argparse.Namespace) -> int:
+    settings = get_settings()
+    kafka_fns = [f for f in template.functions if f.kafka]
+    topics = {s.topic: args.partitions for f in kafka_fns for s in f.kafka}
+    for name in (settings.request_topic, settings.result_topic, settings.dlq_topic):
+        topics.setdefault(name, args.partitions)
+    await ensure_topics(bootstrap, topics)
+    store = DatabaseStore(settings.database_url)
+    await store.init_schema()
+    await store.close()
+    log.info("database %s, blobs %s", store.url.split("@")[-1], settings.blob_url)
+
+    retry = None if args.max_retries is None else RetryPolicy(max_retries=args.max_retries)
+    processes: list[BaseProcess] = []
+    tasks: list[asyncio.Task[None]] = []
+    spawn = multiprocessing.get_context("spawn")
+    for spec in kafka_fns:
+        count = worker_count(spec, args.workers)
+        if count == 0:
+            tasks += [
+                asyncio.create_task(supervise(m)) for m in mappings_for(spec, bootstrap, settings.dlq_topic, retry)
+            ]
+            continue
+        for index in range(count):
+            proc = spawn.Process(
+                target=worker_main,
+                name=f"{spec.name}#{index}",
+                daemon=True,
+                args=(spec, dict(os.environ), bootstrap, settings.dlq_topic, retry, index),
+            )
+            proc.start()
+            processes.append(proc)
+        log.info("%s: %d worker processes", spec.name, count)
+
+    gateway = Gateway(template.functions)
+    for (method, path), _ in sorted(gateway.routes.items(), key=lambda kv: kv[0][1]):
+        log.info("route %-4s %s", method, path)
+    server = _Server(uvicorn.Config(gateway, host=args.host, port=args.port, lifespan="off", log_level="warning"))
+    server_task = asyncio.create_task(server.serve())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not server.started:
+        if server_task.done():
+            await server_task
+            return 1
+        await asyncio.sleep(0.05)
+    base_url = f"http://{args.host}:{args.port}"
+    log.info("serving on %s (Ctrl-C to stop)", base_url)
+    code = 0
+    try:
+        if args.demo:
+            from .demo import run_demo
+
+            demo = asyncio.create_task(run_demo(base_url))
+            await asyncio.wait([demo, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+            if demo.done():
+                items = demo.result()
+                code = 0 if all(i["status"] == "done" for i in items) else 1
+            else:
+                demo.cancel()
+        else:
+            await stop.wait()
+    finally:
+        log.info("shutting down")
+        server.should_exit = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(server_task, *tasks, return_exceptions=True)
+        await gateway.shutdown()
+        for worker in processes:
+            worker.terminate()
+        for worker in processes:
+            await asyncio.to_thread(worker.join, 10)
+            if worker.is_alive():
+                worker.kill()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    user_env = dict(os.environ)
+    broker: EmbeddedBroker | None = None
+    bootstrap = user_env.get("KAFKA_BOOTSTRAP_SERVERS")
+    try:
+        if not bootstrap:
+            DEFAULT_HOME.mkdir(parents=True, exist_ok=True)
+            broker = EmbeddedBroker(log_path=DEFAULT_HOME / "broker.log")
+            bootstrap = broker.start()
+        overrides = dict(kv.split("=", 1) for kv in args.param)
+        overrides.setdefault("KafkaBootstrapServers", bootstrap)
+        template = load_template(args.template, overrides)
+        added = apply_environment(template, user_env)
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        get_settings.cache_clear()
+        log.info("functions: %s", ", ".join(f.name for f in template.functions))
+        log.info("environment from template: %s", ", ".join(f"{k}={v}" for k, v in sorted(added.items())))
+        if args.demo:
+            check_weights(args.allow_random)
+        return asyncio.run(serve(template, bootstrap, args))
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
