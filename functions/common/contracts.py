@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_TOPK = 1000
+MAX_SEQ = 2**31 - 1  # the prototype's Java int
 Status = Literal["queued", "done", "failed"]
 
 

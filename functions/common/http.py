@@ -37,18 +37,21 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail))
 
 
+async def dependency_error(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
+    return error_response(503, f"a backing service is unavailable, retry later ({type(exc).__name__})")
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, infrastructure_errors()):
-        log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
-        return error_response(503, f"a backing service is unavailable, retry later ({type(exc).__name__})")
-    log.exception("%s %s failed", request.method, request.url.path)
+    log.error("%s %s failed: %r", request.method, request.url.path, exc)
     return error_response(500, "internal error")
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[..., object]] = {
     ServiceError: service_error,
     HTTPException: http_error,
-    Exception: unexpected_error,
+    **{cls: dependency_error for cls in infrastructure_errors() if issubclass(cls, Exception)},
+    Exception: unexpected_error,  # a bug: answered as JSON, then re-raised by Starlette for the server's log
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid as uuid_lib
 
-from .contracts import MAX_TOPK
+from .contracts import MAX_SEQ, MAX_TOPK
 from .errors import BadRequest
 
 
@@ -32,3 +32,7 @@ def parse_int(value: object, name: str, low: int, high: int | None = None) -> in
 
 def parse_topk(value: object) -> int:
     return parse_int(value, "topk", 1, MAX_TOPK)
+
+
+def parse_seq(value: object, name: str = "seq") -> int:
+    return parse_int(value, name, 0, MAX_SEQ)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from functions.common import resources
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, health, pydantic_response
 from functions.common.openapi import openapi
-from functions.common.params import parse_int, parse_uuid
+from functions.common.params import parse_seq, parse_uuid
 from functions.common.settings import get_settings
 
 from . import service
@@ -21,8 +21,8 @@ from . import service
 async def result(request: Request) -> Response:
     params = request.query_params
     session = parse_uuid(params.get("uuid"))
-    seq_start = parse_int(params.get("seqStart"), "seqStart", 0)
-    seq_end = parse_int(params.get("seqEnd"), "seqEnd", 0)
+    seq_start = parse_seq(params.get("seqStart"), "seqStart")
+    seq_end = parse_seq(params.get("seqEnd"), "seqEnd")
     page = await service.results(resources.store.get(), session, seq_start, seq_end, get_settings().max_range)
     return pydantic_response(page)
 

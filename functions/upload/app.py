@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mangum import Mangum
+from starlette._utils import AwaitableOrContextManager
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
 from starlette.middleware import Middleware
@@ -16,7 +17,7 @@ from functions.common.contracts import BatchAccepted, RegisterResponse
 from functions.common.errors import BadRequest, PayloadTooLarge, ServiceError
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
 from functions.common.openapi import openapi
-from functions.common.params import parse_int, parse_topk, parse_uuid
+from functions.common.params import parse_seq, parse_topk, parse_uuid
 from functions.common.settings import get_settings
 
 from . import service
@@ -28,8 +29,9 @@ def _deps() -> service.Deps:
     return service.Deps(get_settings(), resources.store.get(), resources.blobs.get(), resources.producer.get())
 
 
-async def _form(request: Request, max_files: int) -> FormData:
-    return await request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
+def _form(request: Request, max_files: int) -> AwaitableOrContextManager[FormData]:
+    """``async with _form(...) as form``: spooled upload files are closed when the block ends."""
+    return request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
 
 
 async def _read_file(part: str | UploadFile | None, name: str) -> bytes:
@@ -47,24 +49,24 @@ async def register(request: Request) -> Response:
 
 
 async def image(request: Request) -> Response:
-    form = await _form(request, max_files=1)
-    session = parse_uuid(form.get("uuid"))
-    seq = parse_int(form.get("seq"), "seq", 0)
-    topk = parse_topk(form.get("topk"))
-    data = await _read_file(form.get("payload"), "payload")
+    async with _form(request, max_files=1) as form:
+        session = parse_uuid(form.get("uuid"))
+        seq = parse_seq(form.get("seq"))
+        topk = parse_topk(form.get("topk"))
+        data = await _read_file(form.get("payload"), "payload")
     accepted = await service.submit(_deps(), session, seq, topk, data)
     return pydantic_response(accepted, status_code=202)
 
 
 async def images(request: Request) -> Response:
-    form = await _form(request, max_files=get_settings().max_batch_files)
-    session = parse_uuid(form.get("uuid"))
-    seq_start = parse_int(form.get("seqStart"), "seqStart", 0)
-    topk = parse_topk(form.get("topk"))
-    parts = form.getlist("payload")
-    if not parts:
-        raise BadRequest("field 'payload' is required (one or more files)")
-    blobs = [await _read_file(part, f"payload[{i}]") for i, part in enumerate(parts)]
+    async with _form(request, max_files=get_settings().max_batch_files) as form:
+        session = parse_uuid(form.get("uuid"))
+        seq_start = parse_seq(form.get("seqStart"), "seqStart")
+        topk = parse_topk(form.get("topk"))
+        parts = form.getlist("payload")
+        if not parts:
+            raise BadRequest("field 'payload' is required (one or more files)")
+        blobs = [await _read_file(part, f"payload[{i}]") for i, part in enumerate(parts)]
     deps = _deps()
     items = []
     for i, data in enumerate(blobs):

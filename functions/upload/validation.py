@@ -18,6 +18,7 @@ CONTENT_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
 
 
@@ -57,6 +58,8 @@ def inspect_image(data: bytes, max_pixels: int, max_side: int) -> ImageInfo:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"image rejected as a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
+        if data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise BadRequest("image is corrupt or truncated: its header cannot be read") from exc
         raise UnsupportedMedia(f"payload is not a supported image ({', '.join(CONTENT_TYPES)})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadRequest(f"image is corrupt or truncated: {exc}") from exc

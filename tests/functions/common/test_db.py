@@ -1,0 +1,106 @@
+"""The store contract, run against SQLite and the real MariaDB alike."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from functions.common.contracts import InferenceResult
+from functions.common.db import Applied, DatabaseStore, RequestRow, normalise_url
+
+SESSION = "6a1d2f38-4e8b-4b57-9a53-0c8f4f1d2e90"
+
+
+@pytest.fixture
+async def store(configured: dict[str, Any]):  # type: ignore[no-untyped-def]
+    s = DatabaseStore(configured["database_url"])
+    await s.init_schema()
+    await s.create_session(SESSION)
+    yield s
+    await s.close()
+
+
+def _row(seq: int, digest: str = "a" * 64) -> RequestRow:
+    return RequestRow(SESSION, seq, 3, f"{SESSION}/{seq}", digest, "image/png", submitted_at=1.0)
+
+
+def _done(seq: int, label: str = "tabby") -> InferenceResult:
+    return InferenceResult(uuid=SESSION, seq=seq, status="done", labels=[label], scores=[0.9], model="m")
+
+
+def _failed(seq: int) -> InferenceResult:
+    return InferenceResult(uuid=SESSION, seq=seq, status="failed", error="boom", model="m")
+
+
+async def test_schema_creation_is_idempotent(store: DatabaseStore) -> None:
+    await store.init_schema()
+    await store.init_schema()
+    assert await store.session_exists(SESSION)
+    assert not await store.session_exists("00000000-0000-4000-8000-000000000000")
+
+
+async def test_add_request_is_insert_if_absent(store: DatabaseStore) -> None:
+    first, created = await store.add_request(_row(1))
+    again, created_again = await store.add_request(_row(1, digest="b" * 64))
+    assert created and not created_again
+    assert again == first and again.content_hash == "a" * 64 and again.status == "queued"
+
+
+async def test_results_apply_in_any_order_and_number(store: DatabaseStore) -> None:
+    for seq in range(20):
+        await store.add_request(_row(seq))
+    deliveries = [_done(s) for s in range(20)] * 2 + [_failed(s) for s in range(0, 20, 2)]
+    random.Random(7).shuffle(deliveries)
+    outcomes = [await store.apply_result(r) for r in deliveries]
+
+    rows = await store.get_range(SESSION, 0, 19)
+    assert [r.seq for r in rows] == list(range(20))  # exactly one row per (uuid, seq)
+    assert all(r.status == "done" and r.labels == ("tabby",) for r in rows)
+    # 20 first answers; a failure that came before its `done` is replaced by it
+    order = [(r.seq, r.status) for r in deliveries]
+    assert outcomes.count(Applied.APPLIED) == 20 + sum(
+        1 for s in range(0, 20, 2) if order.index((s, "failed")) < order.index((s, "done"))
+    )
+
+
+async def test_first_done_wins_and_failed_never_overwrites_done(store: DatabaseStore) -> None:
+    await store.add_request(_row(1))
+    assert await store.apply_result(_done(1, "tabby")) is Applied.APPLIED
+    assert await store.apply_result(_done(1, "tiger")) is Applied.DUPLICATE
+    assert await store.apply_result(_failed(1)) is Applied.DUPLICATE
+    row = await store.get_request(SESSION, 1)
+    assert row is not None and row.labels == ("tabby",) and row.error is None
+
+
+async def test_result_for_unknown_request_is_reported_not_stored(store: DatabaseStore) -> None:
+    assert await store.apply_result(_done(99)) is Applied.UNKNOWN
+    assert await store.get_request(SESSION, 99) is None
+
+
+async def test_concurrent_duplicate_results_leave_one_row(store: DatabaseStore) -> None:
+    await store.add_request(_row(5))
+    outcomes = await asyncio.gather(*(store.apply_result(_done(5)) for _ in range(10)))
+    assert Applied.APPLIED in outcomes
+    assert [r.seq for r in await store.get_range(SESSION, 0, 10)] == [5]
+
+
+async def test_range_and_counts(store: DatabaseStore) -> None:
+    for seq in (1, 3, 5, 7):
+        await store.add_request(_row(seq))
+    await store.apply_result(_done(3))
+    await store.apply_result(_failed(5))
+    assert [r.seq for r in await store.get_range(SESSION, 2, 6)] == [3, 5]
+    assert await store.status_counts() == {"queued": 2, "done": 1, "failed": 1}
+    finished = await store.get_request(SESSION, 3)
+    assert finished is not None and finished.finished_at is not None
+    assert finished.finished_at <= datetime.now(UTC).timestamp()
+
+
+def test_short_urls_pick_the_async_drivers() -> None:
+    assert normalise_url("mysql://root@db/x") == "mysql+asyncmy://root@db/x"
+    assert normalise_url("sqlite:///a.db") == "sqlite+aiosqlite:///a.db"
+    assert normalise_url("sqlite+aiosqlite:///a.db") == "sqlite+aiosqlite:///a.db"

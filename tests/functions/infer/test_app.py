@@ -1,0 +1,88 @@
+"""The infer handler on real Lambda Kafka events, a real broker and a small real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from torchvision.models import ResNet18_Weights
+
+from functions.common.blobs import blob_store_from_url
+from functions.infer import app
+from tests.helpers import consume_all, load_event, photo
+
+SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
+IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _store_blobs(env: dict[str, Any]) -> None:
+    blobs = blob_store_from_url(env["blob_url"])
+
+    async def put() -> None:
+        await blobs.put(f"{SESSION}/0.jpg", photo("chelsea.jpg"), "image/jpeg")
+        await blobs.put(f"{SESSION}/1.png", photo("camera.png"), "image/png")
+        await blobs.put(f"{SESSION}/2.jpg", photo("coffee.jpg")[:5000], "image/jpeg")  # truncated upload
+
+    asyncio.run(put())
+
+
+def _results(env: dict[str, Any], expected: int) -> dict[int, dict[str, Any]]:
+    records = asyncio.run(consume_all(env["kafka_bootstrap_servers"], env["result_topic"], expected))
+    by_seq: dict[int, dict[str, Any]] = {}
+    for record in records:
+        message = json.loads(record.value)
+        assert record.key.decode() == f"{message['uuid']}:{message['seq']}"
+        by_seq[message["seq"]] = message
+    return by_seq
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_msk_batch_with_bad_records_answers_every_request(configured: dict[str, Any]) -> None:
+    _store_blobs(configured)
+    summary = app.handler(load_event("msk_infer"), None)
+
+    assert summary == {"done": 2, "failed": 3, "dead_lettered": 1}
+    results = _results(configured, expected=5)
+    assert set(results) == {0, 1, 2, 3, 5}
+    for seq, topk in ((0, 5), (1, 3)):
+        done = results[seq]
+        assert done["status"] == "done" and done["error"] is None
+        assert len(done["labels"]) == topk == len(done["scores"])
+        assert set(done["labels"]) <= IMAGENET
+        assert done["scores"] == sorted(done["scores"], reverse=True)
+        assert all(0.0 <= s <= 1.0 for s in done["scores"])
+        assert done["model"] == "resnet18:file:resnet18-test.pth"
+    assert results[2]["status"] == "failed" and "decode" in results[2]["error"]
+    assert results[3]["status"] == "failed" and "not found" in results[3]["error"]
+    assert results[5]["status"] == "failed" and "topk" in results[5]["error"]
+    dead = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["dlq_topic"], 1))
+    assert dead[0].value == b"this is not json"
+    headers = dict(dead[0].headers)
+    assert b"not JSON" in headers["error"] and headers["source"] == b"inference-request-1@5"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_self_managed_event_honours_each_topk(configured: dict[str, Any]) -> None:
+    _store_blobs(configured)
+    assert app.handler(load_event("selfmanaged_infer"), None) == {"done": 2, "failed": 0, "dead_lettered": 0}
+    results = _results(configured, expected=2)
+    assert len(results[10]["labels"]) == 1
+    assert len(results[11]["labels"]) == 1000 and set(results[11]["labels"]) == IMAGENET
+    assert abs(sum(results[11]["scores"]) - 1.0) < 1e-3  # all classes: softmax sums to one
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_same_image_gets_same_answer_in_any_batch_position(configured: dict[str, Any]) -> None:
+    _store_blobs(configured)
+    app.handler(load_event("msk_infer"), None)
+    app.handler(load_event("selfmanaged_infer"), None)
+    results = _results(configured, expected=7)
+    assert results[0]["labels"][0] == results[10]["labels"][0]
+    assert results[0]["scores"][0] == pytest.approx(results[10]["scores"][0], rel=1e-4)
+
+
+def test_unknown_event_source_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a Lambda Kafka event"):
+        app.handler({"eventSource": "aws:sqs", "Records": []}, None)

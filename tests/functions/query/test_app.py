@@ -1,0 +1,123 @@
+"""The query function: seed-compatible results, validation, and the same answers through Mangum."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from functions.common.contracts import InferenceResult
+from functions.common.db import DatabaseStore, RequestRow
+from functions.query import app as query
+from tests.helpers import load_event
+
+SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
+
+
+async def _seed(url: str) -> None:
+    store = DatabaseStore(url)
+    await store.create_session(SESSION)
+    for seq in range(4):
+        await store.add_request(RequestRow(SESSION, seq, 2, f"{SESSION}/{seq}", f"{seq:064d}", "image/png"))
+    await store.apply_result(InferenceResult(uuid=SESSION, seq=0, status="done", labels=["tabby", "tiger cat"],
+                                             scores=[0.7, 0.2], model="resnet18:test"))
+    await store.apply_result(InferenceResult(uuid=SESSION, seq=1, status="failed", error="cannot decode image"))
+    await store.close()
+
+
+@pytest.fixture
+async def client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
+    await _seed(configured["database_url"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=query.app), base_url="http://test") as c:
+        yield c
+
+
+EXPECTED = [
+    {"seq": 0, "status": "done", "predictions": ["tabby", "tiger cat"], "scores": [0.7, 0.2], "error": None,
+     "model": "resnet18:test"},
+    {"seq": 1, "status": "failed", "predictions": [], "scores": [], "error": "cannot decode image", "model": None},
+    {"seq": 2, "status": "queued", "predictions": [], "scores": [], "error": None, "model": None},
+    {"seq": 3, "status": "queued", "predictions": [], "scores": [], "error": None, "model": None},
+]
+
+
+async def test_range_query_returns_every_known_seq_with_status(client: httpx.AsyncClient) -> None:
+    response = await client.get("/result", params={"uuid": SESSION, "seqStart": 0, "seqEnd": 9})
+    assert response.status_code == 200
+    assert response.json() == {"items": EXPECTED}
+
+
+async def test_seed_client_fields_are_present(client: httpx.AsyncClient) -> None:
+    items = (await client.get("/result", params={"uuid": SESSION, "seqStart": 0, "seqEnd": 0})).json()["items"]
+    assert [{"seq": i["seq"], "predictions": i["predictions"]} for i in items] == [
+        {"seq": 0, "predictions": ["tabby", "tiger cat"]}
+    ]
+
+
+BAD_QUERIES: list[tuple[str, dict[str, Any], int, str]] = [
+    ("missing uuid", {"seqStart": 0, "seqEnd": 1}, 400, "'uuid' is required"),
+    ("malformed uuid", {"uuid": "zzz", "seqStart": 0, "seqEnd": 1}, 400, "not a valid UUID"),
+    ("unknown uuid", {"uuid": "00000000-0000-4000-8000-000000000000", "seqStart": 0, "seqEnd": 1}, 404, "unknown"),
+    ("missing seqStart", {"uuid": SESSION, "seqEnd": 1}, 400, "'seqStart' is required"),
+    ("missing seqEnd", {"uuid": SESSION, "seqStart": 1}, 400, "'seqEnd' is required"),
+    ("negative seqStart", {"uuid": SESSION, "seqStart": -1, "seqEnd": 1}, 400, "between 0 and"),
+    ("text seqEnd", {"uuid": SESSION, "seqStart": 0, "seqEnd": "ten"}, 400, "must be an integer"),
+    ("inverted range", {"uuid": SESSION, "seqStart": 5, "seqEnd": 2}, 400, "must not be greater"),
+    ("range too wide", {"uuid": SESSION, "seqStart": 0, "seqEnd": 5000}, 400, "at most 1000"),
+]
+
+
+@pytest.mark.parametrize(("case", "params", "status", "message"), BAD_QUERIES, ids=[c[0] for c in BAD_QUERIES])
+async def test_bad_query_gets_a_clear_4xx(client: httpx.AsyncClient, case: str, params: dict[str, Any], status: int,
+                                          message: str) -> None:
+    response = await client.get("/result", params=params)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert set(document["paths"]) == {"/register", "/image", "/images", "/result", "/health"}
+    result_item = document["components"]["schemas"]["ResultItem"]
+    assert set(result_item["required"]) >= {"seq", "status", "predictions", "scores"}
+    assert result_item["properties"]["status"]["enum"] == ["queued", "done", "failed"]
+
+
+@pytest.mark.parametrize("event_name", ["apigw_v2_query_result", "apigw_v1_query_result"])
+def test_mangum_handler_answers_gateway_events_like_asgi(configured: dict[str, Any], lambda_loop: Any,
+                                                         event_name: str) -> None:
+    lambda_loop.run_until_complete(_seed(configured["database_url"]))
+    response = query.handler(load_event(event_name), _Context())
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"items": EXPECTED}
+
+
+def test_http_functions_never_import_torch() -> None:
+    code = ("import sys, functions.upload.app, functions.query.app; "
+            "sys.exit(1 if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+class _Context:
+    function_name = "QueryFunction"
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def test_seed_like_range_is_inclusive_and_ordered(configured: dict[str, Any]) -> None:
+    async def run() -> list[int]:
+        await _seed(configured["database_url"])
+        store = DatabaseStore(configured["database_url"])
+        rows = await store.get_range(SESSION, 1, 2)
+        await store.close()
+        return [r.seq for r in rows]
+
+    assert asyncio.run(run()) == [1, 2]

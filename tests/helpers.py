@@ -1,0 +1,72 @@
+"""Test helpers: event fixtures, settings, photos, Kafka round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from PIL import Image
+
+from functions.common import resources
+from functions.common.settings import get_settings
+
+EVENTS = Path(__file__).parent / "events"
+PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A real AWS event shape from ``tests/events/<name>.json``."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return event
+
+
+def photo(name: str = "chelsea.jpg") -> bytes:
+    return (PHOTOS / name).read_bytes()
+
+
+def photos() -> Iterator[tuple[str, bytes]]:
+    for path in sorted(PHOTOS.iterdir()):
+        if path.suffix in (".jpg", ".png"):
+            yield path.name, path.read_bytes()
+
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color=120 if mode in ("L", "P") else None).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def apply_env(monkeypatch: Any, **env: str) -> None:
+    """Set environment variables the settings read, and forget cached settings and resources."""
+    for key, value in env.items():
+        monkeypatch.setenv(key.upper(), value)
+    get_settings.cache_clear()
+    resources.reset_all()
+
+
+async def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    """Read ``expected`` records of a topic from the beginning (fails the test if fewer arrive in time)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=unique("reader"), enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(records) < expected and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            records.extend(r for rs in batch.values() for r in rs)
+    finally:
+        await consumer.stop()
+    assert len(records) >= expected, f"{topic}: expected {expected} records, got {len(records)}"
+    return records
