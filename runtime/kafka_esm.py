@@ -53,6 +53,7 @@ class EventSourceMapping:
         # Handlers are synchronous Lambda handlers with their own persistent loop: one thread keeps it theirs.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"fn-{function.name}")
         self.invocations = 0
+        self.consumer: AIOKafkaConsumer | None = None  # while running: for status and tests
 
     def _consumer(self) -> AIOKafkaConsumer:
         # A batch may be retried several times; the group must not evict us meanwhile.
@@ -65,12 +66,12 @@ class EventSourceMapping:
             auto_offset_reset="earliest" if self.source.starting_position == "TRIM_HORIZON" else "latest",
             max_poll_records=self.source.batch_size,
             max_poll_interval_ms=max(300_000, budget_ms),
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
+            session_timeout_ms=10_000,  # a dead worker's partitions move on within seconds
+            heartbeat_interval_ms=1_000,
         )
 
     async def run(self) -> None:
-        consumer = self._consumer()
+        consumer = self.consumer = self._consumer()
         await consumer.start()
         log.info(
             "%s <- %s (group %s, batch %d, window %.1fs, %s)",
@@ -88,6 +89,7 @@ class EventSourceMapping:
                     await self._deliver(batch)
                     await self._commit(consumer, batch)
         finally:
+            self.consumer = None
             await consumer.stop()
             if self.shutdown is not None:
                 await asyncio.get_running_loop().run_in_executor(self._executor, self.shutdown)

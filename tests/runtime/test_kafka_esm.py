@@ -1,0 +1,232 @@
+"""The event-source mapping emulation against the real embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aws_lambda_powertools.utilities.parser.models import KafkaMskEventModel, KafkaSelfManagedEventModel
+
+from runtime.broker import ensure_topics
+from runtime.kafka_esm import EventSourceMapping, RetryPolicy
+from runtime.template import FunctionSpec, KafkaSource, load_template
+from runtime.worker import mappings_for
+from tests.helpers import consume_all, unique
+from tests.runtime import recording
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_recording() -> None:
+    recording.reset()
+
+
+def _spec(source: KafkaSource) -> FunctionSpec:
+    return FunctionSpec("RecordingFunction", "tests.runtime.recording.handler", timeout_s=5, kafka=(source,))
+
+
+def _source(topic: str, kind: str = "SelfManagedKafka", batch: int = 4, window: float = 0.2) -> KafkaSource:
+    return KafkaSource("Events", kind, topic, batch, window, "TRIM_HORIZON", unique("group"),  # type: ignore[arg-type]
+                       stream_arn="arn:aws:kafka:local:000000000000:cluster/t/t-1" if kind == "MSK" else None)
+
+
+async def _produce(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in range(start, start + n):
+            await producer.send_and_wait(topic, f"v{i}".encode(), key=f"k{i}".encode(), headers=[("n", str(i).encode())])
+    finally:
+        await producer.stop()
+
+
+def _values(events: list[dict[str, Any]]) -> list[str]:
+    return [base64.b64decode(r["value"]).decode() for e in events for rs in e["records"].values() for r in rs]
+
+
+async def _until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+
+
+async def _running(mapping: EventSourceMapping, body: Callable[[], Awaitable[None]]) -> None:
+    task = asyncio.create_task(mapping.run())
+    try:
+        await body()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("kind", ["MSK", "SelfManagedKafka"])
+async def test_batches_respect_size_validate_and_commit(broker: str, kind: str) -> None:
+    topic = unique("esm")
+    await ensure_topics(broker, {topic: 1})
+    source = _source(topic, kind, batch=4)
+    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"))
+    await _produce(broker, topic, 10)
+
+    async def body() -> None:
+        await _until(lambda: len(_values(recording.EVENTS)) >= 10)
+        await asyncio.sleep(0.3)  # the commit follows the last handler return
+
+    await _running(mapping, body)
+    assert _values(recording.EVENTS) == [f"v{i}" for i in range(10)]  # in order, exactly once
+    assert max(sum(len(v) for v in e["records"].values()) for e in recording.EVENTS) <= 4
+    model = KafkaMskEventModel if kind == "MSK" else KafkaSelfManagedEventModel
+    for event in recording.EVENTS:
+        parsed = model.model_validate(copy.deepcopy(event))
+        assert parsed.records[f"{topic}-0"][0].headers[0]["n"].isdigit()
+    assert await _committed(broker, source.group_id, topic, 1) == [10]
+
+
+async def test_batching_window_gathers_records_into_one_invocation(broker: str) -> None:
+    topic = unique("window")
+    await ensure_topics(broker, {topic: 1})
+    source = _source(topic, batch=100, window=3.0)
+    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"))
+
+    async def body() -> None:
+        await _produce(broker, topic, 3)
+        await asyncio.sleep(0.5)
+        await _produce(broker, topic, 3, start=3)  # arrives inside the window opened by the first record
+        await _until(lambda: len(_values(recording.EVENTS)) >= 6)
+
+    await _running(mapping, body)
+    assert len(recording.EVENTS) == 1 and len(_values(recording.EVENTS)) == 6
+
+
+async def test_failing_batch_is_retried_then_succeeds(broker: str) -> None:
+    topic = unique("retry")
+    await ensure_topics(broker, {topic: 1})
+    recording.reset(failures=2)
+    source = _source(topic)
+    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"),
+                                 RetryPolicy(max_retries=3, backoff_s=0.05))
+    await _produce(broker, topic, 3)
+
+    async def body() -> None:
+        await _until(lambda: len(_values(recording.EVENTS)) >= 3)
+        await asyncio.sleep(0.3)
+
+    await _running(mapping, body)
+    assert mapping.invocations == 3 and _values(recording.EVENTS) == ["v0", "v1", "v2"]
+    assert await _committed(broker, source.group_id, topic, 1) == [3]
+
+
+async def test_exhausted_retries_send_records_to_the_dlq_and_move_on(broker: str) -> None:
+    topic, dlq = unique("poison"), unique("dlq")
+    await ensure_topics(broker, {topic: 1, dlq: 1})
+    recording.reset(failures=-1)  # always fail
+    source = _source(topic, batch=10)
+    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, dlq,
+                                 RetryPolicy(max_retries=2, backoff_s=0.05))
+    await _produce(broker, topic, 2)
+
+    dead: list[Any] = []
+
+    async def body() -> None:
+        dead.extend(await consume_all(broker, dlq, 2))
+        await _until(lambda: mapping.invocations >= 3)
+        await asyncio.sleep(0.3)
+
+    await _running(mapping, body)
+    assert mapping.invocations == 3  # first try + 2 retries
+    assert sorted(r.value for r in dead) == [b"v0", b"v1"]
+    headers = dict(dead[0].headers)
+    assert headers["error"] == b"RuntimeError: injected failure" and headers["function"] == b"RecordingFunction"
+    assert headers["n"] in (b"0", b"1")  # original headers are kept
+    assert await _committed(broker, source.group_id, topic, 1) == [2]
+
+
+async def test_nothing_is_committed_while_the_handler_keeps_failing(broker: str) -> None:
+    topic = unique("uncommitted")
+    await ensure_topics(broker, {topic: 1})
+    recording.reset(failures=-1)
+    source = _source(topic)
+    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"),
+                                 RetryPolicy(max_retries=1000, backoff_s=0.05))
+    await _produce(broker, topic, 2)
+    await _running(mapping, lambda: _until(lambda: mapping.invocations >= 3))
+    assert await _committed(broker, source.group_id, topic, 1) == [None]
+
+    recording.reset()  # the next owner of the group gets the records again
+    again = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"))
+    await _running(again, lambda: _until(lambda: len(_values(recording.EVENTS)) >= 2))
+    assert _values(recording.EVENTS) == ["v0", "v1"]
+
+
+async def test_two_workers_in_one_group_share_partitions(broker: str) -> None:
+    topic = unique("shared")
+    await ensure_topics(broker, {topic: 4})
+    source = _source(topic, batch=5)
+    workers = [EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq")) for _ in range(2)]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        def balanced() -> bool:
+            owned = [w.consumer.assignment() if w.consumer else set() for w in workers]
+            return all(owned) and sum(len(o) for o in owned) == 4
+
+        await _until(balanced)
+        await _produce(broker, topic, 40)
+        await _until(lambda: len(_values(recording.EVENTS)) >= 40)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert sorted(_values(recording.EVENTS)) == sorted(f"v{i}" for i in range(40))  # each exactly once
+    assert all(w.invocations > 0 for w in workers)
+
+
+async def test_runtime_follows_an_edited_template(broker: str, tmp_path: Path) -> None:
+    topic = unique("audit")
+    await ensure_topics(broker, {topic: 1})
+    edited = tmp_path / "template.yaml"
+    shutil.copy(TEMPLATE, edited)
+    text = edited.read_text().replace("Outputs:", f"""  AuditFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+      Runtime: python3.11
+      Handler: tests.runtime.recording.handler
+      Events:
+        Audit:
+          Type: SelfManagedKafka
+          Properties:
+            KafkaBootstrapServers: !Split [",", !Ref KafkaBootstrapServers]
+            Topics: ["{topic}"]
+            StartingPosition: TRIM_HORIZON
+            BatchSize: 2
+            ConsumerGroupId: audit
+            SourceAccessConfigurations:
+              - Type: SASL_SCRAM_512_AUTH
+                URI: !Ref KafkaSecretArn
+
+Outputs:""")
+    edited.write_text(text)
+    spec = load_template(edited, {"KafkaBootstrapServers": broker}).function("AuditFunction")
+    [mapping] = mappings_for(spec, broker, unique("dlq"), None)
+    await _produce(broker, topic, 5)
+    await _running(mapping, lambda: _until(lambda: len(_values(recording.EVENTS)) >= 5))
+    assert [len(e["records"][f"{topic}-0"]) for e in recording.EVENTS] in ([2, 2, 1], [1, 2, 2], [2, 1, 2])
+    assert all(e["bootstrapServers"] == broker for e in recording.EVENTS)
