@@ -58,6 +58,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def parameters_from_environment(template: Template, user_env: dict[str, str]) -> dict[str, str]:
+    """An env var the user set overrides the template Parameter it stands for (``REQUEST_TOPIC`` →
+    ``RequestTopic``), so event sources and function environments stay consistent."""
+    return {
+        parameter: user_env[var]
+        for spec in template.functions
+        for var, parameter in spec.env_parameters.items()
+        if var in user_env
+    }
+
+
 def apply_environment(template: Template, user_env: dict[str, str]) -> dict[str, str]:
     """Template env of every function, under what the user set; returns what was added."""
     added: dict[str, str] = {}
@@ -203,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             DEFAULT_HOME.mkdir(parents=True, exist_ok=True)
             broker = EmbeddedBroker(log_path=DEFAULT_HOME / "broker.log")
             bootstrap = broker.start()
-        overrides = dict(kv.split("=", 1) for kv in args.param)
-        overrides.setdefault("KafkaBootstrapServers", bootstrap)
+        overrides = parameters_from_environment(load_template(args.template), user_env)
+        overrides.update(kv.split("=", 1) for kv in args.param)
+        overrides["KafkaBootstrapServers"] = bootstrap
         template = load_template(args.template, overrides)
         added = apply_environment(template, user_env)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap

@@ -84,6 +84,7 @@ class FunctionSpec:
     routes: tuple[HttpRoute, ...] = ()
     kafka: tuple[KafkaSource, ...] = ()
     local_workers: str | None = None  # Metadata.LocalWorkers: "auto" or a count
+    env_parameters: dict[str, str] = field(default_factory=dict)  # env var -> the Parameter it is a !Ref of
 
     @property
     def module(self) -> str:
@@ -199,6 +200,11 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
     global_env = ((globals_.get("Environment") or {}).get("Variables")) or {}
     own_env = ((props.get("Environment") or {}).get("Variables")) or {}
     env = {}
+    env_parameters = {
+        key: raw["Ref"]
+        for key, raw in {**global_env, **own_env}.items()
+        if isinstance(raw, dict) and set(raw) == {"Ref"} and raw["Ref"] in r.parameters
+    }
     for key, raw_value in {**global_env, **own_env}.items():
         value = r.value(raw_value)
         if value is not None and not isinstance(value, Unresolved) and str(value) != "":
@@ -225,6 +231,7 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
         routes=tuple(routes),
         kafka=tuple(kafka),
         local_workers=None if metadata.get("LocalWorkers") is None else str(metadata["LocalWorkers"]),
+        env_parameters=env_parameters,
     )
 
 

@@ -94,12 +94,22 @@ def topics(broker: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broker: str, topics: dict[str, str],
-               db_url: str, tiny_weights: Path) -> Iterator[dict[str, Any]]:
+def configured(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    broker: str,
+    topics: dict[str, str],
+    db_url: str,
+    tiny_weights: Path,
+) -> Iterator[dict[str, Any]]:
     """Settings for one test: real broker, fresh topics, the parametrised database, a blob folder, the tiny model."""
     env = {
-        "kafka_bootstrap_servers": broker, "database_url": db_url, "blob_url": f"file://{tmp_path / 'blobs'}",
-        "infer_model": "resnet18", "infer_weights": str(tiny_weights), "infer_max_batch": "4",
+        "kafka_bootstrap_servers": broker,
+        "database_url": db_url,
+        "blob_url": f"file://{tmp_path / 'blobs'}",
+        "infer_model": "resnet18",
+        "infer_weights": str(tiny_weights),
+        "infer_max_batch": "4",
         **topics,
     }
     apply_env(monkeypatch, **env)

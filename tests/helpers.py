@@ -56,8 +56,13 @@ def apply_env(monkeypatch: Any, **env: str) -> None:
 
 async def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
     """Read ``expected`` records of a topic from the beginning (fails the test if fewer arrive in time)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=unique("reader"), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=unique("reader"),
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[Any] = []
     try:

@@ -34,8 +34,16 @@ def _spec(source: KafkaSource) -> FunctionSpec:
 
 
 def _source(topic: str, kind: str = "SelfManagedKafka", batch: int = 4, window: float = 0.2) -> KafkaSource:
-    return KafkaSource("Events", kind, topic, batch, window, "TRIM_HORIZON", unique("group"),  # type: ignore[arg-type]
-                       stream_arn="arn:aws:kafka:local:000000000000:cluster/t/t-1" if kind == "MSK" else None)
+    return KafkaSource(
+        "Events",
+        kind,
+        topic,
+        batch,
+        window,
+        "TRIM_HORIZON",
+        unique("group"),  # type: ignore[arg-type]
+        stream_arn="arn:aws:kafka:local:000000000000:cluster/t/t-1" if kind == "MSK" else None,
+    )
 
 
 async def _produce(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
@@ -43,7 +51,9 @@ async def _produce(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
     await producer.start()
     try:
         for i in range(start, start + n):
-            await producer.send_and_wait(topic, f"v{i}".encode(), key=f"k{i}".encode(), headers=[("n", str(i).encode())])
+            await producer.send_and_wait(
+                topic, f"v{i}".encode(), key=f"k{i}".encode(), headers=[("n", str(i).encode())]
+            )
     finally:
         await producer.stop()
 
@@ -121,8 +131,9 @@ async def test_failing_batch_is_retried_then_succeeds(broker: str) -> None:
     await ensure_topics(broker, {topic: 1})
     recording.reset(failures=2)
     source = _source(topic)
-    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"),
-                                 RetryPolicy(max_retries=3, backoff_s=0.05))
+    mapping = EventSourceMapping(
+        _spec(source), source, recording.handler, broker, unique("dlq"), RetryPolicy(max_retries=3, backoff_s=0.05)
+    )
     await _produce(broker, topic, 3)
 
     async def body() -> None:
@@ -139,8 +150,9 @@ async def test_exhausted_retries_send_records_to_the_dlq_and_move_on(broker: str
     await ensure_topics(broker, {topic: 1, dlq: 1})
     recording.reset(failures=-1)  # always fail
     source = _source(topic, batch=10)
-    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, dlq,
-                                 RetryPolicy(max_retries=2, backoff_s=0.05))
+    mapping = EventSourceMapping(
+        _spec(source), source, recording.handler, broker, dlq, RetryPolicy(max_retries=2, backoff_s=0.05)
+    )
     await _produce(broker, topic, 2)
 
     dead: list[Any] = []
@@ -164,8 +176,9 @@ async def test_nothing_is_committed_while_the_handler_keeps_failing(broker: str)
     await ensure_topics(broker, {topic: 1})
     recording.reset(failures=-1)
     source = _source(topic)
-    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"),
-                                 RetryPolicy(max_retries=1000, backoff_s=0.05))
+    mapping = EventSourceMapping(
+        _spec(source), source, recording.handler, broker, unique("dlq"), RetryPolicy(max_retries=1000, backoff_s=0.05)
+    )
     await _produce(broker, topic, 2)
     await _running(mapping, lambda: _until(lambda: mapping.invocations >= 3))
     assert await _committed(broker, source.group_id, topic, 1) == [None]
@@ -183,6 +196,7 @@ async def test_two_workers_in_one_group_share_partitions(broker: str) -> None:
     workers = [EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq")) for _ in range(2)]
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
+
         def balanced() -> bool:
             owned = [w.consumer.assignment() if w.consumer else set() for w in workers]
             return all(owned) and sum(len(o) for o in owned) == 4
@@ -203,7 +217,9 @@ async def test_runtime_follows_an_edited_template(broker: str, tmp_path: Path) -
     await ensure_topics(broker, {topic: 1})
     edited = tmp_path / "template.yaml"
     shutil.copy(TEMPLATE, edited)
-    text = edited.read_text().replace("Outputs:", f"""  AuditFunction:
+    text = edited.read_text().replace(
+        "Outputs:",
+        f"""  AuditFunction:
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: .
@@ -222,7 +238,8 @@ async def test_runtime_follows_an_edited_template(broker: str, tmp_path: Path) -
               - Type: SASL_SCRAM_512_AUTH
                 URI: !Ref KafkaSecretArn
 
-Outputs:""")
+Outputs:""",
+    )
     edited.write_text(text)
     spec = load_template(edited, {"KafkaBootstrapServers": broker}).function("AuditFunction")
     [mapping] = mappings_for(spec, broker, unique("dlq"), None)

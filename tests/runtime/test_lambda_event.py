@@ -32,8 +32,16 @@ RECORDS = [
 
 
 def _source(kind: str) -> KafkaSource:
-    return KafkaSource("Requests", kind, "inference-request", 10, 0.5, "TRIM_HORIZON", "g",  # type: ignore[arg-type]
-                       stream_arn="arn:aws:kafka:us-east-1:123456789012:cluster/c/abc-1" if kind == "MSK" else None)
+    return KafkaSource(
+        "Requests",
+        kind,
+        "inference-request",
+        10,
+        0.5,
+        "TRIM_HORIZON",
+        "g",  # type: ignore[arg-type]
+        stream_arn="arn:aws:kafka:us-east-1:123456789012:cluster/c/abc-1" if kind == "MSK" else None,
+    )
 
 
 def test_msk_event_shape_validates_and_round_trips() -> None:
@@ -43,9 +51,16 @@ def test_msk_event_shape_validates_and_round_trips() -> None:
     assert parsed.bootstrapServers == ["b1:9092", "b2:9092"]
     assert list(event["records"]) == ["inference-request-1", "inference-request-0"]
     first = event["records"]["inference-request-1"][0]
-    assert first == {"topic": "inference-request", "partition": 1, "offset": 7, "timestamp": 1_545_084_650_987,
-                     "timestampType": "CREATE_TIME", "key": base64.b64encode(b"u:1").decode(),
-                     "value": base64.b64encode(b'{"a": 1}').decode(), "headers": [{"trace": [104, 105]}]}
+    assert first == {
+        "topic": "inference-request",
+        "partition": 1,
+        "offset": 7,
+        "timestamp": 1_545_084_650_987,
+        "timestampType": "CREATE_TIME",
+        "key": base64.b64encode(b"u:1").decode(),
+        "value": base64.b64encode(b'{"a": 1}').decode(),
+        "headers": [{"trace": [104, 105]}],
+    }
     assert event["records"]["inference-request-1"][1]["timestampType"] == "LOG_APPEND_TIME"
     assert "key" not in event["records"]["inference-request-0"][0]
     decoded = parsed.records["inference-request-1"][0]

@@ -18,16 +18,27 @@ def test_self_managed_mode_is_the_local_default() -> None:
     assert names == {"UploadFunction", "QueryFunction", "InferSelfManagedFunction", "CollectSelfManagedFunction"}
     infer = template.function("InferSelfManagedFunction")
     [source] = infer.kafka
-    assert (source.kind, source.topic, source.batch_size, source.window_s) == ("SelfManagedKafka",
-                                                                              "inference-request", 16, 1.0)
+    assert (source.kind, source.topic, source.batch_size, source.window_s) == (
+        "SelfManagedKafka",
+        "inference-request",
+        16,
+        1.0,
+    )
     assert source.starting_position == "TRIM_HORIZON" and source.group_id == "faasinfer-infer"
     assert infer.handler == "functions.infer.app.handler" and infer.local_workers == "auto"
     assert infer.env["INFER_MODEL"] == "resnet50" and infer.timeout_s == 300
 
 
 def test_msk_mode_and_parameter_overrides_flow_into_events_and_env() -> None:
-    template = load_template(TEMPLATE, {"KafkaMode": "MSK", "InferBatchSize": "3", "RequestTopic": "req-x",
-                                        "KafkaBootstrapServers": "k1:9092,k2:9092"})
+    template = load_template(
+        TEMPLATE,
+        {
+            "KafkaMode": "MSK",
+            "InferBatchSize": "3",
+            "RequestTopic": "req-x",
+            "KafkaBootstrapServers": "k1:9092,k2:9092",
+        },
+    )
     infer = template.function("InferMskFunction")
     [source] = infer.kafka
     assert source.kind == "MSK" and source.batch_size == 3 and source.topic == "req-x"
@@ -49,14 +60,17 @@ def test_unknown_parameter_override_is_refused() -> None:
 
 
 def test_intrinsics_resolve_or_stay_unresolved() -> None:
-    doc = yaml.load("""
+    doc = yaml.load(
+        """
 a: !Sub "${P}-${AWS::Region}"
 b: !Sub "${SomeBucket}/x"
 c: !If [IsOn, yes-value, no-value]
 d: !Join [",", [!Ref P, lit]]
 e: !GetAtt Thing.Arn
 f: !Select [0, [x]]
-""", Loader=_Loader)  # noqa: S506
+""",
+        Loader=_Loader,
+    )
     r = _Resolver({"P": "p", "Flag": "on"}, {"IsOn": {"Fn::Equals": [{"Ref": "Flag"}, "on"]}})
     assert r.value(doc["a"]) == "p-local"
     assert isinstance(r.value(doc["b"]), Unresolved)

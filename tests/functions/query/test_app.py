@@ -25,8 +25,11 @@ async def _seed(url: str) -> None:
     await store.create_session(SESSION)
     for seq in range(4):
         await store.add_request(RequestRow(SESSION, seq, 2, f"{SESSION}/{seq}", f"{seq:064d}", "image/png"))
-    await store.apply_result(InferenceResult(uuid=SESSION, seq=0, status="done", labels=["tabby", "tiger cat"],
-                                             scores=[0.7, 0.2], model="resnet18:test"))
+    await store.apply_result(
+        InferenceResult(
+            uuid=SESSION, seq=0, status="done", labels=["tabby", "tiger cat"], scores=[0.7, 0.2], model="resnet18:test"
+        )
+    )
     await store.apply_result(InferenceResult(uuid=SESSION, seq=1, status="failed", error="cannot decode image"))
     await store.close()
 
@@ -39,8 +42,14 @@ async def client(configured: dict[str, Any], loop_resources: None) -> AsyncItera
 
 
 EXPECTED = [
-    {"seq": 0, "status": "done", "predictions": ["tabby", "tiger cat"], "scores": [0.7, 0.2], "error": None,
-     "model": "resnet18:test"},
+    {
+        "seq": 0,
+        "status": "done",
+        "predictions": ["tabby", "tiger cat"],
+        "scores": [0.7, 0.2],
+        "error": None,
+        "model": "resnet18:test",
+    },
     {"seq": 1, "status": "failed", "predictions": [], "scores": [], "error": "cannot decode image", "model": None},
     {"seq": 2, "status": "queued", "predictions": [], "scores": [], "error": None, "model": None},
     {"seq": 3, "status": "queued", "predictions": [], "scores": [], "error": None, "model": None},
@@ -74,8 +83,9 @@ BAD_QUERIES: list[tuple[str, dict[str, Any], int, str]] = [
 
 
 @pytest.mark.parametrize(("case", "params", "status", "message"), BAD_QUERIES, ids=[c[0] for c in BAD_QUERIES])
-async def test_bad_query_gets_a_clear_4xx(client: httpx.AsyncClient, case: str, params: dict[str, Any], status: int,
-                                          message: str) -> None:
+async def test_bad_query_gets_a_clear_4xx(
+    client: httpx.AsyncClient, case: str, params: dict[str, Any], status: int, message: str
+) -> None:
     response = await client.get("/result", params=params)
     assert response.status_code == status
     assert message in response.json()["error"]
@@ -90,8 +100,9 @@ async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient)
 
 
 @pytest.mark.parametrize("event_name", ["apigw_v2_query_result", "apigw_v1_query_result"])
-def test_mangum_handler_answers_gateway_events_like_asgi(configured: dict[str, Any], lambda_loop: Any,
-                                                         event_name: str) -> None:
+def test_mangum_handler_answers_gateway_events_like_asgi(
+    configured: dict[str, Any], lambda_loop: Any, event_name: str
+) -> None:
     lambda_loop.run_until_complete(_seed(configured["database_url"]))
     response = query.handler(load_event(event_name), _Context())
     assert response["statusCode"] == 200
@@ -99,8 +110,10 @@ def test_mangum_handler_answers_gateway_events_like_asgi(configured: dict[str, A
 
 
 def test_http_functions_never_import_torch() -> None:
-    code = ("import sys, functions.upload.app, functions.query.app; "
-            "sys.exit(1 if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 0)")
+    code = (
+        "import sys, functions.upload.app, functions.query.app; "
+        "sys.exit(1 if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

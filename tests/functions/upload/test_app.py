@@ -47,8 +47,11 @@ async def test_register_returns_a_fresh_uuid4(client: httpx.AsyncClient) -> None
 
 async def test_accepted_image_is_stored_and_published(client: httpx.AsyncClient, configured: dict[str, Any]) -> None:
     session = await _session(client)
-    response = await client.post("/image", data={"uuid": session, "seq": "3", "topk": "5"},
-                                 files={"payload": ("cat.jpg", photo("chelsea.jpg"), "image/jpeg")})
+    response = await client.post(
+        "/image",
+        data={"uuid": session, "seq": "3", "topk": "5"},
+        files={"payload": ("cat.jpg", photo("chelsea.jpg"), "image/jpeg")},
+    )
     assert response.status_code == 202
     assert response.json() == {"uuid": session, "seq": 3, "status": "queued"}
     [record] = await consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 1)
@@ -93,8 +96,7 @@ async def test_oversized_streamed_body_is_cut_off(client: httpx.AsyncClient, con
             sent += 1
             yield b"x" * 512 * 1024
 
-    response = await client.post("/image", content=body(),
-                                 headers={"content-type": "multipart/form-data; boundary=zz"})
+    response = await client.post("/image", content=body(), headers={"content-type": "multipart/form-data; boundary=zz"})
     assert response.status_code == 413
     assert sent < 40  # stopped reading once the limit was passed
 
@@ -139,10 +141,12 @@ BAD_IMAGE_FORMS: list[tuple[str, dict[str, Any], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "overrides", "status", "message"), BAD_IMAGE_FORMS,
-                         ids=[c[0] for c in BAD_IMAGE_FORMS])
-async def test_bad_image_upload_gets_a_clear_4xx(client: httpx.AsyncClient, case: str, overrides: dict[str, Any],
-                                                 status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "overrides", "status", "message"), BAD_IMAGE_FORMS, ids=[c[0] for c in BAD_IMAGE_FORMS]
+)
+async def test_bad_image_upload_gets_a_clear_4xx(
+    client: httpx.AsyncClient, case: str, overrides: dict[str, Any], status: int, message: str
+) -> None:
     session = await _session(client)
     data, files = _form(session, **overrides)
     response = await client.post("/image", data=data, files=files)
@@ -170,8 +174,11 @@ async def test_json_body_instead_of_multipart_is_refused(client: httpx.AsyncClie
 
 async def test_oversized_text_field_is_refused(client: httpx.AsyncClient) -> None:
     session = await _session(client)
-    response = await client.post("/image", data={"uuid": session, "seq": "1", "topk": "1", "note": "x" * 70_000},
-                                 files={"payload": ("a.jpg", photo())})
+    response = await client.post(
+        "/image",
+        data={"uuid": session, "seq": "1", "topk": "1", "note": "x" * 70_000},
+        files={"payload": ("a.jpg", photo())},
+    )
     assert response.status_code == 400
 
 
@@ -197,8 +204,9 @@ async def test_health_reports_database_and_broker(client: httpx.AsyncClient) -> 
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
 
 
-async def test_upload_while_database_is_unreachable_is_503(monkeypatch: pytest.MonkeyPatch,
-                                                           configured: dict[str, Any], loop_resources: None) -> None:
+async def test_upload_while_database_is_unreachable_is_503(
+    monkeypatch: pytest.MonkeyPatch, configured: dict[str, Any], loop_resources: None
+) -> None:
     apply_env(monkeypatch, database_url="mysql+asyncmy://root@127.0.0.1:1/none")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         response = await c.post("/register")
@@ -210,9 +218,9 @@ def test_concurrent_identical_uploads_all_succeed(configured: dict[str, Any]) ->
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
             session = await _session(c)
             form = {"uuid": session, "seq": "1", "topk": "1"}
-            responses = await asyncio.gather(*(
-                c.post("/image", data=form, files={"payload": ("a.jpg", photo())}) for _ in range(5)
-            ))
+            responses = await asyncio.gather(
+                *(c.post("/image", data=form, files={"payload": ("a.jpg", photo())}) for _ in range(5))
+            )
         await resources.aclose()
         return [r.status_code for r in responses]
 

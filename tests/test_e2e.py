@@ -1,0 +1,212 @@
+"""The whole system as users run it: ``python -m runtime.local`` against a real broker and real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from torchvision.models import ResNet18_Weights
+
+from functions.common.db import DatabaseStore
+from runtime.broker import free_port
+from tests.helpers import photo, unique
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+UPLOADS = [("chelsea.jpg", 1), ("coffee.jpg", 3), ("camera.png", 5), ("rocket.jpg", 10)]
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+class Stack:
+    def __init__(self, process: subprocess.Popen[bytes], base_url: str, env: dict[str, str], log: Path) -> None:
+        self.process, self.base_url, self.env, self.log = process, base_url, env, log
+
+
+@pytest.fixture(params=["embedded-sqlite", "external-mariadb"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path, tiny_weights: Path) -> Iterator[Stack]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    env.update(
+        {
+            "INFER_MODEL": "resnet18",
+            "INFER_WEIGHTS": str(tiny_weights),
+            "INFER_MAX_BATCH": "4",
+            "BLOB_URL": f"file://{tmp_path / 'blobs'}",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    if request.param == "external-mariadb":
+        env["DATABASE_URL"] = request.getfixturevalue("mariadb_url").replace("mysql+asyncmy", "mysql")
+        env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("broker")
+        topics = {"REQUEST_TOPIC": unique("req"), "RESULT_TOPIC": unique("res"), "DLQ_TOPIC": unique("dlq")}
+        env.update(topics)
+    log = tmp_path / "runtime.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.local", "--port", str(port), "--workers", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        if "DATABASE_URL" not in env:
+            env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / '.faasinfer' / 'faasinfer.db'}"
+        yield Stack(process, base_url, env, log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def _bootstrap(stack: Stack) -> str:
+    if "KAFKA_BOOTSTRAP_SERVERS" in stack.env:
+        return stack.env["KAFKA_BOOTSTRAP_SERVERS"]
+    for line in stack.log.read_text().splitlines():
+        if "listening on 127.0.0.1:" in line:
+            return line.split("listening on ")[1].split()[0]
+    raise AssertionError("embedded broker address not logged")
+
+
+async def _wait_for_results(client: httpx.AsyncClient, session: str, n: int) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + 180
+    while True:
+        items: list[dict[str, Any]] = (
+            await client.get("/result", params={"uuid": session, "seqStart": 0, "seqEnd": n - 1})
+        ).json()["items"]
+        if len(items) == n and all(i["status"] != "queued" for i in items):
+            return items
+        assert asyncio.get_running_loop().time() < deadline, items
+        await asyncio.sleep(0.3)
+
+
+async def _collect_caught_up(bootstrap: str, topic: str) -> None:
+    """Wait until the collect consumer group has committed everything on the result topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="faasinfer-collect", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            await consumer.client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            ends = await consumer.end_offsets(partitions)
+            committed = {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
+            if all(committed[tp] >= ends[tp] for tp in partitions):
+                return
+            assert asyncio.get_running_loop().time() < deadline, (committed, ends)
+            await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+
+
+async def _redeliver_results(bootstrap: str, topic: str, times: int) -> int:
+    reader = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=unique("copy"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await reader.start()
+    try:
+        records = [r for rs in (await reader.getmany(timeout_ms=3000)).values() for r in rs]
+    finally:
+        await reader.stop()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for _ in range(times):
+            for r in reversed(records):  # duplicated and out of order
+                await producer.send_and_wait(topic, r.value, key=r.key)
+    finally:
+        await producer.stop()
+    return len(records)
+
+
+async def _scenario(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+        session = (await client.post("/register")).json()["uuid"]
+        for seq, (name, topk) in enumerate(UPLOADS):
+            response = await client.post(
+                "/image",
+                data={"uuid": session, "seq": str(seq), "topk": str(topk)},
+                files={"payload": (name, photo(name))},
+            )
+            assert response.status_code == 202, response.text
+        items = await _wait_for_results(client, session, len(UPLOADS))
+
+        for item, (_, topk) in zip(items, UPLOADS, strict=True):
+            assert item["status"] == "done", item
+            assert len(item["predictions"]) == topk == len(item["scores"])
+            assert set(item["predictions"]) <= IMAGENET
+            assert item["scores"] == sorted(item["scores"], reverse=True)
+            assert item["model"] == "resnet18:file:resnet18-test.pth"
+
+        bootstrap = await _bootstrap(stack)
+        result_topic = stack.env.get("RESULT_TOPIC", "inference-result")
+        assert await _redeliver_results(bootstrap, result_topic, times=2) >= len(UPLOADS)
+        await _collect_caught_up(bootstrap, result_topic)
+        again = (await client.get("/result", params={"uuid": session, "seqStart": 0, "seqEnd": 99})).json()["items"]
+        assert again == items  # duplicates and reordering changed nothing
+
+    store = DatabaseStore(stack.env["DATABASE_URL"])
+    rows = await store.get_range(session, 0, 99)
+    counts = await store.status_counts()
+    await store.close()
+    assert [r.seq for r in rows] == list(range(len(UPLOADS)))  # one row per (uuid, seq)
+    assert counts.get("done", 0) >= len(UPLOADS)
+
+
+def test_register_upload_infer_collect_query(stack: Stack) -> None:
+    children = _children(stack.process.pid)
+    asyncio.run(_scenario(stack))
+
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(timeout=60) == 0, stack.log.read_text()
+    assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in children), (
+        "child processes (broker, workers) outlived the runtime"
+    )
+    log = stack.log.read_text()
+    assert "InferSelfManagedFunction: 2 worker processes" in log
+    assert "Traceback" not in log, log
+
+
+def _state(pid: int) -> str:
+    try:
+        return "zombie" if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z") else "alive"
+    except OSError:
+        return "zombie"
