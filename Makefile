@@ -1,0 +1,38 @@
+# One command to run the demo, one to run the tests; both set up .venv from pyproject.toml first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+# The local simulation on embedded defaults, uploading the demo photos and printing their top-k.
+# Uses torchvision's pretrained weights when they can be had (cache or download); otherwise says so
+# and continues with random weights, loudly (predictions are then meaningless).
+demo: setup
+	$(BIN)/python -m runtime.local --demo --allow-random
+
+# The local simulation, serving until Ctrl-C.
+run: setup
+	$(BIN)/python -m runtime.local
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy functions runtime
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf .faasinfer .pytest_cache .mypy_cache .ruff_cache
