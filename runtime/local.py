@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -69,10 +69,10 @@ def parameters_from_environment(template: Template, user_env: dict[str, str]) ->
     }
 
 
-def apply_environment(template: Template, user_env: dict[str, str]) -> dict[str, str]:
-    """Template env of every function, under what the user set; returns what was added."""
+def apply_environment(functions: Iterable[FunctionSpec], user_env: dict[str, str]) -> dict[str, str]:
+    """The functions' template environment, under what the user set; returns what was added."""
     added: dict[str, str] = {}
-    for spec in template.functions:
+    for spec in functions:
         for key, value in spec.env.items():
             if key in user_env:
                 continue
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.update(kv.split("=", 1) for kv in args.param)
         overrides["KafkaBootstrapServers"] = bootstrap
         template = load_template(args.template, overrides)
-        added = apply_environment(template, user_env)
+        added = apply_environment(template.functions, user_env)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         get_settings.cache_clear()
         log.info("functions: %s", ", ".join(f.name for f in template.functions))

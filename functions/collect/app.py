@@ -20,7 +20,8 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
     settings = get_settings()
     batch = parse_messages(event, InferenceResult)
     rejected = batch.rejected + [record for _, record in batch.invalid]  # a malformed result is no answer
-    outcome = await service.process(resources.store.get(), batch.messages)
+    expire = resources.blobs.get() if settings.blob_expire_on_done else None
+    outcome = await service.process(resources.store.get(), batch.messages, expire)
     await dead_letter(resources.producer.get(), settings.dlq_topic, rejected, "collect")
     return {**{k.value: 0 for k in service.Applied}, **outcome, "dead_lettered": len(rejected)}
 

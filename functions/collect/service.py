@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
+from functions.common.blobs import BlobStore
 from functions.common.contracts import InferenceResult
 from functions.common.db import Applied, Store
 
@@ -14,12 +15,21 @@ log = logging.getLogger(__name__)
 __all__ = ["Applied", "process"]
 
 
-async def process(store: Store, results: Sequence[InferenceResult]) -> dict[str, int]:
-    """Returns how many results were applied, duplicate or for unknown requests (DB errors raise: retry)."""
+async def process(
+    store: Store, results: Sequence[InferenceResult], expire_blobs: BlobStore | None = None
+) -> dict[str, int]:
+    """Returns how many results were applied, duplicate or for unknown requests (DB errors raise: retry).
+
+    With ``expire_blobs``, the image of a request that is now ``done`` is deleted (claim check redeemed).
+    """
     counts: Counter[str] = Counter()
     for result in results:
         outcome = await store.apply_result(result)
         if outcome is Applied.UNKNOWN:
             log.warning("result for unknown request %s skipped", result.key)
+        elif outcome is Applied.APPLIED and result.status == "done" and expire_blobs is not None:
+            row = await store.get_request(result.uuid, result.seq)
+            if row is not None:
+                await expire_blobs.delete(row.blob_key)
         counts[outcome.value] += 1
     return dict(counts)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from databases import Database
 
 from .contracts import InferenceResult, Status
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
@@ -91,7 +95,12 @@ def normalise_url(url: str) -> str:
 
 
 class DatabaseStore:
-    """The one ``Store`` implementation; only the insert-if-absent statement differs by dialect."""
+    """The one ``Store`` implementation; only the insert-if-absent statement differs by dialect.
+
+    One lazily opened pool per instance. On MariaDB a statement that fails because the connection was
+    lost (server restarted, idle timeout) is retried once on a fresh pool; every statement here is
+    idempotent, so the retry is safe.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
@@ -111,35 +120,52 @@ class DatabaseStore:
                 await self._db.execute("PRAGMA busy_timeout=10000")
         return self._db
 
+    async def _io(self, operation: Callable[[Database], Awaitable[T]]) -> T:
+        try:
+            return await operation(await self._ready())
+        except _connection_errors() as exc:
+            if self.is_sqlite:
+                raise
+            log.warning("database connection lost (%r); reconnecting once", exc)
+            with contextlib.suppress(Exception):
+                await self._db.disconnect()
+            self._db = Database(self.url)
+            return await operation(await self._ready())
+
     async def init_schema(self) -> None:
-        db = await self._ready()
-        for statement in _SCHEMA:
-            await db.execute(statement)
+        async def create(db: Database) -> None:
+            for statement in _SCHEMA:
+                await db.execute(statement)
+
+        await self._io(create)
 
     async def ping(self) -> None:
-        db = await self._ready()
-        await db.fetch_val("SELECT 1")
+        await self._io(lambda db: db.fetch_val("SELECT 1"))
 
     async def close(self) -> None:
         if self._db.is_connected:
             await self._db.disconnect()
 
     async def create_session(self, uuid: str) -> None:
-        db = await self._ready()
-        await db.execute(
-            "INSERT INTO sessions (uuid, created_at) VALUES (:uuid, :now)", {"uuid": uuid, "now": time.time()}
+        await self._io(
+            lambda db: db.execute(
+                f"{self._insert_ignore} INTO sessions (uuid, created_at) VALUES (:uuid, :now)",
+                {"uuid": uuid, "now": time.time()},
+            )
         )
 
     async def session_exists(self, uuid: str) -> bool:
-        db = await self._ready()
-        return await db.fetch_val("SELECT 1 FROM sessions WHERE uuid = :uuid", {"uuid": uuid}) is not None
+        found = await self._io(lambda db: db.fetch_val("SELECT 1 FROM sessions WHERE uuid = :uuid", {"uuid": uuid}))
+        return found is not None
 
     async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]:
         """Insert unless (uuid, seq) exists; returns the stored row and whether this call created it.
 
         A concurrent twin may win the insert; callers compare content hashes either way.
         """
-        db = await self._ready()
+        before = await self.get_request(row.uuid, row.seq)
+        if before is not None:
+            return before, False
         values = {
             "uuid": row.uuid,
             "seq": row.seq,
@@ -150,14 +176,13 @@ class DatabaseStore:
             "status": "queued",
             "submitted_at": row.submitted_at or time.time(),
         }
-        before = await self.get_request(row.uuid, row.seq)
-        if before is not None:
-            return before, False
-        await db.execute(
-            f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type, status,"
-            " submitted_at) VALUES (:uuid, :seq, :topk, :blob_key, :content_hash, :content_type, :status,"
-            " :submitted_at)",
-            values,
+        await self._io(
+            lambda db: db.execute(
+                f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type, status,"
+                " submitted_at) VALUES (:uuid, :seq, :topk, :blob_key, :content_hash, :content_type, :status,"
+                " :submitted_at)",
+                values,
+            )
         )
         stored = await self.get_request(row.uuid, row.seq)
         if stored is None:  # pragma: no cover - the insert above either wrote or found a row
@@ -166,50 +191,61 @@ class DatabaseStore:
 
     async def apply_result(self, result: InferenceResult) -> Applied:
         """Idempotent upsert keyed by (uuid, seq): first final answer wins, except ``done`` replaces ``failed``."""
-        db = await self._ready()
-        current = await db.fetch_val(
-            "SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": result.uuid, "seq": result.seq}
+        key = {"uuid": result.uuid, "seq": result.seq}
+        current = await self._io(
+            lambda db: db.fetch_val("SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
         )
         if current is None:
             return Applied.UNKNOWN
         if current == "done" or (current == "failed" and result.status == "failed"):
             return Applied.DUPLICATE
-        await db.execute(
-            "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
-            " model = :model, finished_at = :finished_at"
-            " WHERE uuid = :uuid AND seq = :seq AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
-            {
-                "status": result.status,
-                "labels": json.dumps(result.labels),
-                "scores": json.dumps(result.scores),
-                "error": result.error,
-                "model": result.model,
-                "finished_at": result.finished_at.timestamp(),
-                "uuid": result.uuid,
-                "seq": result.seq,
-            },
+        values = {
+            **key,
+            "status": result.status,
+            "labels": json.dumps(result.labels),
+            "scores": json.dumps(result.scores),
+            "error": result.error,
+            "model": result.model,
+            "finished_at": result.finished_at.timestamp(),
+        }
+        # The guard repeats the decision in SQL, so concurrent collectors cannot regress a row either.
+        await self._io(
+            lambda db: db.execute(
+                "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
+                " model = :model, finished_at = :finished_at"
+                " WHERE uuid = :uuid AND seq = :seq"
+                " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
+                values,
+            )
         )
         return Applied.APPLIED
 
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None:
-        db = await self._ready()
-        record = await db.fetch_one(
-            "SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq}
+        record = await self._io(
+            lambda db: db.fetch_one(
+                "SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq}
+            )
         )
         return None if record is None else _row(dict(record._mapping))
 
     async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]:
-        db = await self._ready()
-        records = await db.fetch_all(
-            "SELECT * FROM requests WHERE uuid = :uuid AND seq BETWEEN :lo AND :hi ORDER BY seq",
-            {"uuid": uuid, "lo": seq_start, "hi": seq_end},
+        records = await self._io(
+            lambda db: db.fetch_all(
+                "SELECT * FROM requests WHERE uuid = :uuid AND seq BETWEEN :lo AND :hi ORDER BY seq",
+                {"uuid": uuid, "lo": seq_start, "hi": seq_end},
+            )
         )
         return [_row(dict(r._mapping)) for r in records]
 
     async def status_counts(self) -> dict[str, int]:
-        db = await self._ready()
-        records = await db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")
+        records = await self._io(lambda db: db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status"))
         return {str(r._mapping["status"]): int(r._mapping["n"]) for r in records}
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import asyncmy.errors
+
+    return (asyncmy.errors.OperationalError, asyncmy.errors.InterfaceError, ConnectionError)
 
 
 def _row(m: dict[str, Any]) -> RequestRow:

@@ -114,6 +114,17 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(ResultPage, "items in seq order"), **_errors(400, 401, 404, 503)},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "Database and broker reachability",

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     max_range: int = Field(default=1000, gt=0)
     max_batch_files: int = Field(default=64, gt=0)
     max_batch_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    blob_expire_on_done: bool = False  # collect deletes an image once its result is stored
     api_key: str | None = None
     publish_timeout_s: float = Field(default=10.0, gt=0)
 

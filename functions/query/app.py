@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from functions.common import resources
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, health, pydantic_response
+from functions.common.metrics import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
 from functions.common.params import parse_seq, parse_uuid
 from functions.common.settings import get_settings
@@ -27,13 +28,16 @@ async def result(request: Request) -> Response:
     return pydantic_response(page)
 
 
+ROUTES = [
+    Route("/result", result, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+
 app = Starlette(
-    routes=[
-        Route("/result", result, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ],
-    middleware=[Middleware(ApiKeyMiddleware)],
+    routes=ROUTES,
+    middleware=[Middleware(MetricsMiddleware, routes=frozenset(r.path for r in ROUTES)), Middleware(ApiKeyMiddleware)],
     exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
 )
 

@@ -16,6 +16,7 @@ from functions.common import resources
 from functions.common.contracts import BatchAccepted, RegisterResponse
 from functions.common.errors import BadRequest, PayloadTooLarge, ServiceError
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
+from functions.common.metrics import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
 from functions.common.params import parse_seq, parse_topk, parse_uuid
 from functions.common.settings import get_settings
@@ -89,15 +90,22 @@ def _body_limit(scope: Scope) -> int:
     return _FORM_OVERHEAD
 
 
+ROUTES = [
+    Route("/register", register, methods=["POST"]),
+    Route("/image", image, methods=["POST"]),
+    Route("/images", images, methods=["POST"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+
 app = Starlette(
-    routes=[
-        Route("/register", register, methods=["POST"]),
-        Route("/image", image, methods=["POST"]),
-        Route("/images", images, methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+    routes=ROUTES,
+    middleware=[
+        Middleware(MetricsMiddleware, routes=frozenset(r.path for r in ROUTES)),
+        Middleware(ApiKeyMiddleware),
+        Middleware(BodyLimitMiddleware, limit=_body_limit),
     ],
-    middleware=[Middleware(ApiKeyMiddleware), Middleware(BodyLimitMiddleware, limit=_body_limit)],
     exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
 )
 

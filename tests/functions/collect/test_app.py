@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 from functions.collect import app
+from functions.common.blobs import BlobNotFound, blob_store_from_url
 from functions.common.db import DatabaseStore, RequestRow
-from tests.helpers import load_event
+from tests.helpers import apply_env, load_event
 
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 
@@ -52,3 +53,25 @@ def test_redelivery_and_late_failures_change_nothing(configured: dict[str, Any])
     after = asyncio.run(_rows(configured["database_url"]))
     assert after[0] == before[0] and after[1] == before[1]  # a late `failed` never overwrites `done`
     assert after[2].status == "done" and after[2].labels == ("espresso",)
+
+
+def test_blobs_of_done_requests_expire_when_configured(configured: dict[str, Any], monkeypatch: Any) -> None:
+    apply_env(monkeypatch, blob_expire_on_done="true")
+    asyncio.run(_seed(configured["database_url"], range(3)))
+    blobs = blob_store_from_url(configured["blob_url"])
+
+    async def put_all() -> None:
+        for seq in range(3):
+            await blobs.put(f"{SESSION}/{seq}.jpg", b"img", "image/jpeg")
+
+    asyncio.run(put_all())
+    app.handler(load_event("msk_collect"), None)  # seq 0 and 1 end done, seq 2 stays queued
+
+    async def exists(seq: int) -> bool:
+        try:
+            await blobs.get(f"{SESSION}/{seq}.jpg")
+            return True
+        except BlobNotFound:
+            return False
+
+    assert [asyncio.run(exists(seq)) for seq in range(3)] == [False, False, True]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from databases import Database
 
 from functions.common.contracts import InferenceResult
 from functions.common.db import Applied, DatabaseStore, RequestRow, normalise_url
@@ -104,3 +105,29 @@ def test_short_urls_pick_the_async_drivers() -> None:
     assert normalise_url("mysql://root@db/x") == "mysql+asyncmy://root@db/x"
     assert normalise_url("sqlite:///a.db") == "sqlite+aiosqlite:///a.db"
     assert normalise_url("sqlite+aiosqlite:///a.db") == "sqlite+aiosqlite:///a.db"
+
+
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+async def test_store_reconnects_after_the_server_drops_its_connections(store: DatabaseStore, db_url: str) -> None:
+    await store.add_request(_row(1))
+    database = db_url.rsplit("/", 1)[1]
+    admin = Database(db_url.rsplit("/", 1)[0] + "/test")
+    await admin.connect()
+    try:
+        ids = await admin.fetch_all("SELECT id FROM information_schema.processlist WHERE db = :db", {"db": database})
+        assert ids, "the store should hold a connection"
+        for record in ids:
+            await admin.execute(f"KILL {int(record._mapping['id'])}")
+    finally:
+        await admin.disconnect()
+    row = await store.get_request(SESSION, 1)  # dead pooled connections are replaced, not handed out
+    assert row is not None and row.seq == 1
+    assert await store.apply_result(_done(1)) is Applied.APPLIED
+
+
+async def test_unreachable_database_fails_clearly() -> None:
+    import asyncmy.errors
+
+    store = DatabaseStore("mysql://root@127.0.0.1:1/none")
+    with pytest.raises(asyncmy.errors.OperationalError, match="Can't connect"):
+        await store.ping()

@@ -93,10 +93,21 @@ async def test_bad_query_gets_a_clear_4xx(
 
 async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
-    assert set(document["paths"]) == {"/register", "/image", "/images", "/result", "/health"}
+    assert set(document["paths"]) == {"/register", "/image", "/images", "/result", "/health", "/metrics"}
     result_item = document["components"]["schemas"]["ResultItem"]
     assert set(result_item["required"]) >= {"seq", "status", "predictions", "scores"}
     assert result_item["properties"]["status"]["enum"] == ["queued", "done", "failed"]
+
+
+async def test_metrics_count_requests_and_stored_statuses(client: httpx.AsyncClient) -> None:
+    await client.get("/result", params={"uuid": SESSION, "seqStart": 0, "seqEnd": 3})
+    await client.get("/result", params={"uuid": SESSION, "seqStart": 3, "seqEnd": 0})
+    text = (await client.get("/metrics")).text
+    assert 'faasinfer_http_requests_total{method="GET",route="/result",status="200"}' in text
+    assert 'faasinfer_http_requests_total{method="GET",route="/result",status="400"}' in text
+    assert 'faasinfer_http_request_seconds_bucket{le="0.005",method="GET",route="/result"}' in text
+    for status, count in (("queued", 2), ("done", 1), ("failed", 1)):
+        assert f'faasinfer_requests{{status="{status}"}} {count}.0' in text
 
 
 @pytest.mark.parametrize("event_name", ["apigw_v2_query_result", "apigw_v1_query_result"])
