@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
+# How long the broker may hold an empty fetch. Tansu answers a long-poll only when it expires, even when data
+# arrives meanwhile, so this bounds the wait of a record on an idle partition (about half of it on average);
+# the price is idle polling (measured: ~26% of one core for the three default consumers at 20 ms).
+FETCH_MAX_WAIT_MS = 20
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -65,6 +70,7 @@ class EventSourceMapping:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.source.starting_position == "TRIM_HORIZON" else "latest",
             max_poll_records=self.source.batch_size,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_poll_interval_ms=max(300_000, budget_ms),
             session_timeout_ms=10_000,  # a dead worker's partitions move on within seconds
             heartbeat_interval_ms=1_000,

@@ -49,6 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=4, help="partitions of topics the runtime creates")
     p.add_argument("--max-retries", type=int, default=None, help="retries of a failing batch before the DLQ")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    p.add_argument(
+        "--functions", default=None, metavar="NAME,...", help="run only these template functions (default: all)"
+    )
     p.add_argument("--demo", action="store_true", help="upload the demo photos, print their top-k, then exit")
     p.add_argument(
         "--allow-random",
@@ -218,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.update(kv.split("=", 1) for kv in args.param)
         overrides["KafkaBootstrapServers"] = bootstrap
         template = load_template(args.template, overrides)
+        if args.functions:
+            template = template.only(args.functions.split(","))
         added = apply_environment(template.functions, user_env)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         get_settings.cache_clear()

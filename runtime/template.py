@@ -100,6 +100,10 @@ class Template:
     parameters: dict[str, str]
     functions: tuple[FunctionSpec, ...]
 
+    def only(self, names: list[str]) -> Template:
+        """The same template restricted to some functions (unknown names are an error)."""
+        return Template(self.parameters, tuple(self.function(name) for name in names))
+
     def function(self, name: str) -> FunctionSpec:
         for spec in self.functions:
             if spec.name == name:

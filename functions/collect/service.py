@@ -23,8 +23,7 @@ async def process(
     With ``expire_blobs``, the image of a request that is now ``done`` is deleted (claim check redeemed).
     """
     counts: Counter[str] = Counter()
-    for result in results:
-        outcome = await store.apply_result(result)
+    for result, outcome in zip(results, await store.apply_results(results), strict=True):
         if outcome is Applied.UNKNOWN:
             log.warning("result for unknown request %s skipped", result.key)
         elif outcome is Applied.APPLIED and result.status == "done" and expire_blobs is not None:

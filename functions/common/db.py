@@ -6,13 +6,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from databases import Database
+from databases.core import Connection
 
 from .contracts import InferenceResult, Status
 
@@ -61,6 +62,10 @@ class RequestRow:
     finished_at: float | None = None
 
 
+class UnknownSession(LookupError):
+    """A request names a session that was never registered."""
+
+
 class Applied(Enum):
     """What applying one result did."""
 
@@ -76,6 +81,7 @@ class Store(Protocol):
     async def session_exists(self, uuid: str) -> bool: ...
     async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]: ...
     async def apply_result(self, result: InferenceResult) -> Applied: ...
+    async def apply_results(self, results: Sequence[InferenceResult]) -> list[Applied]: ...
     async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]: ...
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None: ...
     async def status_counts(self) -> dict[str, int]: ...
@@ -97,8 +103,9 @@ def normalise_url(url: str) -> str:
 class DatabaseStore:
     """The one ``Store`` implementation; only the insert-if-absent statement differs by dialect.
 
-    One lazily opened pool per instance. On MariaDB a statement that fails because the connection was
-    lost (server restarted, idle timeout) is retried once on a fresh pool; every statement here is
+    Each operation runs its statements on one connection (the SQLite backend of ``databases`` opens a new
+    connection, and a thread, per acquire). On MariaDB an operation that fails because its connection was
+    lost (server restarted, idle timeout) is retried once on a fresh pool; every operation here is
     idempotent, so the retry is safe.
     """
 
@@ -109,31 +116,36 @@ class DatabaseStore:
             path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = Database(self.url)
+        self._db = self._database()
         self._insert_ignore = "INSERT OR IGNORE" if self.is_sqlite else "INSERT IGNORE"
+
+    def _database(self) -> Database:
+        # sqlite3's ``timeout`` is its busy timeout, applied to every connection the backend opens.
+        return Database(self.url, timeout=10) if self.is_sqlite else Database(self.url)
 
     async def _ready(self) -> Database:
         if not self._db.is_connected:
             await self._db.connect()
             if self.is_sqlite:
-                await self._db.execute("PRAGMA journal_mode=WAL")
-                await self._db.execute("PRAGMA busy_timeout=10000")
+                await self._db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
         return self._db
 
-    async def _io(self, operation: Callable[[Database], Awaitable[T]]) -> T:
+    async def _io(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
         try:
-            return await operation(await self._ready())
+            async with (await self._ready()).connection() as connection:
+                return await operation(connection)
         except _connection_errors() as exc:
             if self.is_sqlite:
                 raise
             log.warning("database connection lost (%r); reconnecting once", exc)
             with contextlib.suppress(Exception):
                 await self._db.disconnect()
-            self._db = Database(self.url)
-            return await operation(await self._ready())
+            self._db = self._database()
+            async with (await self._ready()).connection() as connection:
+                return await operation(connection)
 
     async def init_schema(self) -> None:
-        async def create(db: Database) -> None:
+        async def create(db: Connection) -> None:
             for statement in _SCHEMA:
                 await db.execute(statement)
 
@@ -161,11 +173,9 @@ class DatabaseStore:
     async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]:
         """Insert unless (uuid, seq) exists; returns the stored row and whether this call created it.
 
-        A concurrent twin may win the insert; callers compare content hashes either way.
+        Raises ``UnknownSession`` when the session was never registered. A concurrent twin may win the
+        insert; callers compare content hashes either way.
         """
-        before = await self.get_request(row.uuid, row.seq)
-        if before is not None:
-            return before, False
         values = {
             "uuid": row.uuid,
             "seq": row.seq,
@@ -176,57 +186,39 @@ class DatabaseStore:
             "status": "queued",
             "submitted_at": row.submitted_at or time.time(),
         }
-        await self._io(
-            lambda db: db.execute(
-                f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type, status,"
-                " submitted_at) VALUES (:uuid, :seq, :topk, :blob_key, :content_hash, :content_type, :status,"
-                " :submitted_at)",
+
+        async def insert(db: Connection) -> tuple[RequestRow, bool]:
+            before = await _select_request(db, row.uuid, row.seq)
+            if before is not None:
+                return before, False
+            if await db.fetch_val("SELECT 1 FROM sessions WHERE uuid = :uuid", {"uuid": row.uuid}) is None:
+                raise UnknownSession(row.uuid)
+            await db.execute(
+                f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type,"
+                " status, submitted_at) VALUES (:uuid, :seq, :topk, :blob_key, :content_hash, :content_type,"
+                " :status, :submitted_at)",
                 values,
             )
-        )
-        stored = await self.get_request(row.uuid, row.seq)
-        if stored is None:  # pragma: no cover - the insert above either wrote or found a row
-            raise RuntimeError(f"request {row.uuid}:{row.seq} vanished after insert")
-        return stored, True
+            stored = await _select_request(db, row.uuid, row.seq)
+            if stored is None:  # pragma: no cover - the insert above either wrote or found a row
+                raise RuntimeError(f"request {row.uuid}:{row.seq} vanished after insert")
+            return stored, True
+
+        return await self._io(insert)
 
     async def apply_result(self, result: InferenceResult) -> Applied:
-        """Idempotent upsert keyed by (uuid, seq): first final answer wins, except ``done`` replaces ``failed``."""
-        key = {"uuid": result.uuid, "seq": result.seq}
-        current = await self._io(
-            lambda db: db.fetch_val("SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
-        )
-        if current is None:
-            return Applied.UNKNOWN
-        if current == "done" or (current == "failed" and result.status == "failed"):
-            return Applied.DUPLICATE
-        values = {
-            **key,
-            "status": result.status,
-            "labels": json.dumps(result.labels),
-            "scores": json.dumps(result.scores),
-            "error": result.error,
-            "model": result.model,
-            "finished_at": result.finished_at.timestamp(),
-        }
-        # The guard repeats the decision in SQL, so concurrent collectors cannot regress a row either.
-        await self._io(
-            lambda db: db.execute(
-                "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
-                " model = :model, finished_at = :finished_at"
-                " WHERE uuid = :uuid AND seq = :seq"
-                " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
-                values,
-            )
-        )
-        return Applied.APPLIED
+        return (await self.apply_results([result]))[0]
+
+    async def apply_results(self, results: Sequence[InferenceResult]) -> list[Applied]:
+        """Idempotent upserts keyed by (uuid, seq): first final answer wins, except ``done`` replaces ``failed``."""
+
+        async def apply_all(db: Connection) -> list[Applied]:
+            return [await _apply(db, result) for result in results]
+
+        return await self._io(apply_all)
 
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None:
-        record = await self._io(
-            lambda db: db.fetch_one(
-                "SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq}
-            )
-        )
-        return None if record is None else _row(dict(record._mapping))
+        return await self._io(lambda db: _select_request(db, uuid, seq))
 
     async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]:
         records = await self._io(
@@ -240,6 +232,37 @@ class DatabaseStore:
     async def status_counts(self) -> dict[str, int]:
         records = await self._io(lambda db: db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status"))
         return {str(r._mapping["status"]): int(r._mapping["n"]) for r in records}
+
+
+async def _select_request(db: Connection, uuid: str, seq: int) -> RequestRow | None:
+    record = await db.fetch_one("SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq})
+    return None if record is None else _row(dict(record._mapping))
+
+
+async def _apply(db: Connection, result: InferenceResult) -> Applied:
+    key = {"uuid": result.uuid, "seq": result.seq}
+    current = await db.fetch_val("SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
+    if current is None:
+        return Applied.UNKNOWN
+    if current == "done" or (current == "failed" and result.status == "failed"):
+        return Applied.DUPLICATE
+    values = {
+        **key,
+        "status": result.status,
+        "labels": json.dumps(result.labels),
+        "scores": json.dumps(result.scores),
+        "error": result.error,
+        "model": result.model,
+        "finished_at": result.finished_at.timestamp(),
+    }
+    # The guard repeats the decision in SQL, so concurrent collectors cannot regress a row either.
+    await db.execute(
+        "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
+        " model = :model, finished_at = :finished_at WHERE uuid = :uuid AND seq = :seq"
+        " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
+        values,
+    )
+    return Applied.APPLIED
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:

@@ -52,7 +52,8 @@ class Classifier:
     def predict(self, batch: torch.Tensor, topks: Sequence[int]) -> list[tuple[list[str], list[float]]]:
         """One forward pass; per row the ``topk`` labels with softmax probabilities, best first."""
         with torch.inference_mode():
-            probabilities = torch.softmax(self.net(batch), dim=1)
+            logits = self.net(batch.contiguous(memory_format=torch.channels_last))
+            probabilities = torch.softmax(logits, dim=1)
             scores, indices = probabilities.topk(min(max(topks), len(self.labels)), dim=1)
         out = []
         for row, k in enumerate(topks):
@@ -87,6 +88,7 @@ def load_classifier(arch: str, weights: str, threads: int) -> Classifier:
     if state is not None:
         net.load_state_dict(state)
     net.eval()
+    net = net.to(memory_format=torch.channels_last)  # ~10% faster convolutions with oneDNN on CPU (bench/)
     log.info("model %s:%s loaded (%d classes, %d threads)", arch, tag, len(labels), threads)
     return Classifier(name=f"{arch}:{tag}", net=net, labels=labels, transform=chosen.transforms())
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from functions.common.blobs import BlobStore
 from functions.common.contracts import ImageAccepted, InferenceRequest
-from functions.common.db import RequestRow, Store
+from functions.common.db import RequestRow, Store, UnknownSession
 from functions.common.errors import Conflict, NotFound
 from functions.common.producer import Producer
 from functions.common.settings import Settings
@@ -38,24 +38,24 @@ async def register(deps: Deps) -> str:
 async def submit(deps: Deps, session: str, seq: int, topk: int, data: bytes) -> ImageAccepted:
     """Accept one image; identical re-submissions are idempotent, different bytes for a taken seq conflict."""
     info = await asyncio.to_thread(inspect_image, data, deps.settings.max_pixels, deps.settings.max_image_side)
-    if not await deps.store.session_exists(session):
-        raise NotFound(f"unknown session {session}; POST /register first")
     digest = hashlib.sha256(data).hexdigest()
-    existing = await deps.store.get_request(session, seq)
-    if existing is not None and existing.content_hash != digest:
+    blob_key = f"{session}/{seq}-{digest[:16]}{info.extension}"  # content-addressed: a replay rewrites the same
+    await deps.blobs.put(blob_key, data, info.content_type)  # the claim check exists before the row points to it
+    try:
+        row, _ = await deps.store.add_request(
+            RequestRow(session, seq, topk, blob_key, digest, info.content_type, submitted_at=time.time())
+        )
+    except UnknownSession:
+        await deps.blobs.delete(blob_key)
+        raise NotFound(f"unknown session {session}; POST /register first") from None
+    if row.content_hash != digest:
+        await deps.blobs.delete(blob_key)  # ours, not the stored image's (the keys differ by digest)
         raise Conflict(f"seq {seq} of session {session} already holds a different image")
-    if existing is None:
-        blob_key = f"{session}/{seq}-{digest[:16]}{info.extension}"
-        await deps.blobs.put(blob_key, data, info.content_type)
-        row = RequestRow(session, seq, topk, blob_key, digest, info.content_type, submitted_at=time.time())
-        existing, _ = await deps.store.add_request(row)
-        if existing.content_hash != digest:  # a concurrent upload of other bytes won the race
-            raise Conflict(f"seq {seq} of session {session} already holds a different image")
-    if existing.status == "queued":
+    if row.status == "queued":
         # Publishing again for a queued replay is safe: collect is idempotent. It also heals a 202 whose
         # earlier publish failed after the row was written.
-        await publish(deps, existing)
-    return ImageAccepted(uuid=session, seq=seq, status=existing.status)
+        await publish(deps, row)
+    return ImageAccepted(uuid=session, seq=seq, status=row.status)
 
 
 async def publish(deps: Deps, row: RequestRow) -> None:

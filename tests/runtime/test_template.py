@@ -22,7 +22,7 @@ def test_self_managed_mode_is_the_local_default() -> None:
         "SelfManagedKafka",
         "inference-request",
         16,
-        1.0,
+        0.0,
     )
     assert source.starting_position == "TRIM_HORIZON" and source.group_id == "faasinfer-infer"
     assert infer.handler == "functions.infer.app.handler" and infer.local_workers == "auto"

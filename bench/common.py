@@ -1,0 +1,108 @@
+"""What the benchmarks share: photos of mixed sizes, a tiny table printer, percentiles, the runtime process."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT / "demo" / "photos"
+SIZES = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def photos(n: int, seed: int = 0) -> list[bytes]:
+    """``n`` real photos of mixed sizes: the demo photos rescaled and cropped, re-encoded as JPEG."""
+    rng = random.Random(seed)
+    sources = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.iterdir()) if p.suffix in (".jpg", ".png")]
+    out = []
+    for i in range(n):
+        img = sources[i % len(sources)]
+        scale = SIZES[rng.randrange(len(SIZES))]
+        w, h = int(img.width * scale), int(img.height * scale)
+        resized = img.resize((w, h))
+        left, top = rng.randrange(max(1, w // 8)), rng.randrange(max(1, h // 8))
+        buffer = io.BytesIO()
+        resized.crop((left, top, w - left, h - top)).save(buffer, format="JPEG", quality=rng.choice((80, 90, 95)))
+        out.append(buffer.getvalue())
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in header], *[[f"{c:.1f}" if isinstance(c, float) else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        f"\n## {title}",
+        "  ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells[1:]]
+    return "\n".join(lines)
+
+
+def free_port() -> int:
+    from runtime.broker import free_port as _free_port
+
+    return _free_port()
+
+
+@contextmanager
+def local_stack(workdir: Path, extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> Iterator[str]:
+    """``python -m runtime.local`` on embedded defaults in ``workdir``; yields its base URL, stops it after."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "WARNING",
+        "INFER_MODEL": "resnet18",
+        "INFER_WEIGHTS": "random",
+        **(env or {}),
+    }
+    full_env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    log = open(workdir / "runtime.log", "wb")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime.local", "--port", str(port), *extra_args],
+        cwd=workdir,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError((workdir / "runtime.log").read_text()[-3000:])
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("runtime did not become healthy")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(2)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
