@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from databases import Database
-from databases.core import Connection
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .contracts import InferenceResult, Status
+
+if TYPE_CHECKING:  # ``databases`` pulls in SQLAlchemy (~0.2 s): imported when the first store is created
+    from databases import Database
+    from databases.core import Connection
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ class DatabaseStore:
         self._insert_ignore = "INSERT OR IGNORE" if self.is_sqlite else "INSERT IGNORE"
 
     def _database(self) -> Database:
+        from databases import Database
+
         # sqlite3's ``timeout`` is its busy timeout, applied to every connection the backend opens.
         return Database(self.url, timeout=10) if self.is_sqlite else Database(self.url)
 

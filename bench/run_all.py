@@ -1,0 +1,49 @@
+"""``python -m bench.run_all``: every benchmark in one run, then the ratios the targets are stated in.
+
+``--quick`` shrinks every size (the smoke test uses it); the numbers are then not meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from bench import cold_start, http_load, limit, pipeline
+from bench.common import table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="resnet18")
+    args = parser.parse_args(argv)
+    q = args.quick
+    cores = os.cpu_count() or 1
+
+    lim = limit.run(16 if q else 256, args.model, (1, 8) if q else (1, 8, 32))
+    print(limit.report(lim, cores))
+    pipe = pipeline.run(12 if q else 320, 16, 3 if q else 20, args.model)
+    print(pipeline.report(pipe))
+    http = http_load.run(20 if q else 1000, 20 if q else 1000, 8 if q else 32)
+    print(http_load.report(http, 8 if q else 32))
+    cold = cold_start.run(1 if q else 5, args.model)
+    print(cold_start.report(cold, 1 if q else 5))
+
+    best = max(lim.values())
+    prototype = max(v for (_, _, batch), v in lim.items() if batch == 1)
+    rows = [
+        ("pipeline / best limit layout", f"{pipe['img_per_s'] / best:.2f}", ">= 0.85 (goal 0.95)"),
+        ("pipeline / prototype design", f"{pipe['img_per_s'] / prototype:.2f}", "> 1"),
+        ("overhead p50 at low load", f"{pipe['overhead_p50_s'] * 1000:.0f} ms", "< 50 ms"),
+        ("upload rate", f"{http['upload_rps']:.0f} req/s", ">= 300 req/s"),
+        (
+            "upload / query cold import",
+            f"{cold['upload']['import_s'] * 1000:.0f} / {cold['query']['import_s'] * 1000:.0f} ms",
+            "< 300 ms",
+        ),
+    ]
+    print(table(f"Targets ({cores} cores, {args.model})", ["measure", "this run", "target"], rows))
+
+
+if __name__ == "__main__":
+    main()
