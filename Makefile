@@ -26,7 +26,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy functions runtime
+	$(BIN)/mypy functions runtime client
 
 test: lint
 	$(BIN)/python -m pytest

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import io
-import os
 import random
 import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from PIL import Image
+
+from runtime.launcher import launched
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "demo" / "photos"
@@ -56,53 +53,9 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
     return "\n".join(lines)
 
 
-def free_port() -> int:
-    from runtime.broker import free_port as _free_port
-
-    return _free_port()
-
-
 @contextmanager
 def local_stack(workdir: Path, extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> Iterator[str]:
-    """``python -m runtime.local`` on embedded defaults in ``workdir``; yields its base URL, stops it after."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "LOG_LEVEL": "WARNING",
-        "INFER_MODEL": "resnet18",
-        "INFER_WEIGHTS": "random",
-        **(env or {}),
-    }
-    full_env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    log = open(workdir / "runtime.log", "wb")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runtime.local", "--port", str(port), *extra_args],
-        cwd=workdir,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError((workdir / "runtime.log").read_text()[-3000:])
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("runtime did not become healthy")
-            time.sleep(0.2)
+    """``python -m runtime.local`` on embedded defaults (resnet18, random weights) in ``workdir``."""
+    defaults = {"LOG_LEVEL": "WARNING", "INFER_MODEL": "resnet18", "INFER_WEIGHTS": "random"}
+    with launched(workdir, extra_args, {**defaults, **(env or {})}) as base:
         yield base
-    finally:
-        process.send_signal(2)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()

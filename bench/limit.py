@@ -62,7 +62,7 @@ def report(results: dict[tuple[int, int, int], float], cores: int) -> str:
     best = max(results.values())
     best_layout = max(results, key=lambda k: results[k])
     prototype = max(v for (p, t, b), v in results.items() if b == 1)
-    rows = [(f"{p}x{t}", b, v, v / best) for (p, t, b), v in sorted(results.items())]
+    rows = [(f"{p}x{t}", b, v, f"{v / best:.2f}") for (p, t, b), v in sorted(results.items())]
     lines = [
         table(
             f"Model limit incl. decode+preprocess ({cores} cores)",

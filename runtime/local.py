@@ -27,6 +27,8 @@ from functions.common.settings import DEFAULT_HOME, get_settings
 from .broker import EmbeddedBroker, ensure_topics
 from .http import Gateway
 from .kafka_esm import RetryPolicy
+from .loader import load_handler, load_shutdown
+from .schedule import Schedule
 from .template import FunctionSpec, Template, load_template
 from .worker import mappings_for, supervise, worker_main
 
@@ -47,6 +49,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="processes per Kafka function marked LocalWorkers (default: cores // INFER_THREADS)",
     )
     p.add_argument("--partitions", type=int, default=4, help="partitions of topics the runtime creates")
+    p.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run every Schedule event at this interval instead of its rate() (e.g. to test the sweeper)",
+    )
     p.add_argument("--max-retries", type=int, default=None, help="retries of a failing batch before the DLQ")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
     p.add_argument(
@@ -157,6 +166,14 @@ async def serve(template: Template, bootstrap: str, args: argparse.Namespace) ->
             proc.start()
             processes.append(proc)
         log.info("%s: %d worker processes", spec.name, count)
+
+    for spec in template.functions:
+        if spec.schedules:
+            handler, hook = load_handler(spec), load_shutdown(spec)
+            tasks += [
+                asyncio.create_task(Schedule(spec, source, handler, args.schedule_interval, hook).run())
+                for source in spec.schedules
+            ]
 
     gateway = Gateway(template.functions)
     for (method, path), _ in sorted(gateway.routes.items(), key=lambda kv: kv[0][1]):

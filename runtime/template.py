@@ -75,6 +75,21 @@ class KafkaSource:
 
 
 @dataclass(frozen=True)
+class ScheduleSource:
+    event_name: str
+    expression: str  # "rate(1 minute)" or "cron(...)"
+
+    @property
+    def interval_s(self) -> float | None:
+        """Seconds between invocations of a ``rate()`` expression; ``None`` for cron (not emulated)."""
+        match = re.fullmatch(r"rate\((\d+) (second|minute|hour|day)s?\)", self.expression.strip())
+        if match is None:
+            return None
+        unit = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[match.group(2)]
+        return float(match.group(1)) * unit
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     handler: str  # "package.module.attr"
@@ -83,6 +98,7 @@ class FunctionSpec:
     memory_mb: int = 128
     routes: tuple[HttpRoute, ...] = ()
     kafka: tuple[KafkaSource, ...] = ()
+    schedules: tuple[ScheduleSource, ...] = ()
     local_workers: str | None = None  # Metadata.LocalWorkers: "auto" or a count
     env_parameters: dict[str, str] = field(default_factory=dict)  # env var -> the Parameter it is a !Ref of
 
@@ -218,6 +234,7 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
         raise ValueError(f"function {name} has neither Handler nor ImageConfig.Command")
     routes: list[HttpRoute] = []
     kafka: list[KafkaSource] = []
+    schedules: list[ScheduleSource] = []
     for event_name, event in (props.get("Events") or {}).items():
         kind = event.get("Type")
         ep = r.value(event.get("Properties") or {})
@@ -225,6 +242,8 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
             routes.append(HttpRoute(str(ep.get("Method", "ANY")).upper(), str(ep.get("Path", "/"))))
         elif kind in ("MSK", "SelfManagedKafka"):
             kafka.append(_kafka_source(event_name, kind, ep))
+        elif kind in ("Schedule", "ScheduleV2"):
+            schedules.append(ScheduleSource(event_name, str(ep.get("Schedule") or ep.get("ScheduleExpression"))))
     metadata = resource.get("Metadata") or {}
     return FunctionSpec(
         name=name,
@@ -234,6 +253,7 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
         memory_mb=int(r.value(props.get("MemorySize", globals_.get("MemorySize", 128)))),
         routes=tuple(routes),
         kafka=tuple(kafka),
+        schedules=tuple(schedules),
         local_workers=None if metadata.get("LocalWorkers") is None else str(metadata["LocalWorkers"]),
         env_parameters=env_parameters,
     )

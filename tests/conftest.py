@@ -134,3 +134,14 @@ async def loop_resources() -> AsyncIterator[None]:
     """Close what the code under test created on this test's event loop."""
     yield
     await resources.aclose()
+
+
+@pytest.fixture(scope="session")
+def local_simulation(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Iterator[str]:
+    """``python -m runtime.local`` on embedded defaults with the tiny model; yields its base URL."""
+    from runtime.launcher import launched
+
+    workdir = tmp_path_factory.mktemp("simulation")
+    env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "LOG_LEVEL": "INFO"}
+    with launched(workdir, ["--workers", "1"], env) as base:
+        yield base

@@ -41,6 +41,7 @@ _SCHEMA = (
         model VARCHAR(100),
         submitted_at DOUBLE NOT NULL,
         finished_at DOUBLE,
+        published_at DOUBLE,
         PRIMARY KEY (uuid, seq)
     )""",
 )
@@ -86,6 +87,8 @@ class Store(Protocol):
     async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]: ...
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None: ...
     async def status_counts(self) -> dict[str, int]: ...
+    async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]: ...
+    async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -235,6 +238,27 @@ class DatabaseStore:
     async def status_counts(self) -> dict[str, int]:
         records = await self._io(lambda db: db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status"))
         return {str(r._mapping["status"]): int(r._mapping["n"]) for r in records}
+
+    async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]:
+        """Queued requests last published (or submitted) before ``older_than``: the sweeper's work list."""
+        records = await self._io(
+            lambda db: db.fetch_all(
+                "SELECT * FROM requests WHERE status = 'queued' AND COALESCE(published_at, submitted_at) < :cutoff"
+                " ORDER BY submitted_at LIMIT :limit",
+                {"cutoff": older_than, "limit": limit},
+            )
+        )
+        return [_row(dict(r._mapping)) for r in records]
+
+    async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None:
+        async def mark(db: Connection) -> None:
+            for uuid, seq in keys:
+                await db.execute(
+                    "UPDATE requests SET published_at = :at WHERE uuid = :uuid AND seq = :seq",
+                    {"at": at, "uuid": uuid, "seq": seq},
+                )
+
+        await self._io(mark)
 
 
 async def _select_request(db: Connection, uuid: str, seq: int) -> RequestRow | None:

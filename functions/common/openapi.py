@@ -114,6 +114,14 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(ResultPage, "items in seq order"), **_errors(400, 401, 404, 503)},
                 }
             },
+            "/": {
+                "get": {
+                    "summary": "Web page for uploading images and watching results",
+                    "responses": {
+                        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     api_key: str | None = None
     publish_timeout_s: float = Field(default=10.0, gt=0)
 
+    sweep_after_s: float = Field(default=60.0, ge=0)  # a request queued this long is published again
+    sweep_batch: int = Field(default=500, gt=0)
+
     infer_model: str = "resnet50"
     infer_weights: str = "DEFAULT"
     infer_max_batch: int = Field(default=8, gt=0)

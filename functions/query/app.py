@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mangum import Mangum
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from functions.common import resources
@@ -17,6 +19,13 @@ from functions.common.params import parse_seq, parse_uuid
 from functions.common.settings import get_settings
 
 from . import service
+
+_INDEX = Path(__file__).resolve().parent / "static" / "index.html"
+
+
+async def index(request: Request) -> Response:
+    """The web page: pick or drop images, watch them queue and fill in with labels (public API only)."""
+    return HTMLResponse(_INDEX.read_text(encoding="utf-8"))
 
 
 async def result(request: Request) -> Response:
@@ -29,6 +38,7 @@ async def result(request: Request) -> Response:
 
 
 ROUTES = [
+    Route("/", index, methods=["GET"]),
     Route("/result", result, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),

@@ -247,3 +247,24 @@ Outputs:""",
     await _running(mapping, lambda: _until(lambda: len(_values(recording.EVENTS)) >= 5))
     assert [len(e["records"][f"{topic}-0"]) for e in recording.EVENTS] in ([2, 2, 1], [1, 2, 2], [2, 1, 2])
     assert all(e["bootstrapServers"] == broker for e in recording.EVENTS)
+
+
+async def test_schedule_invokes_with_eventbridge_events() -> None:
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+    from runtime.schedule import Schedule
+    from runtime.template import ScheduleSource
+
+    source = ScheduleSource("EveryMinute", "rate(1 minute)")
+    assert source.interval_s == 60.0 and ScheduleSource("x", "cron(0 * * * ? *)").interval_s is None
+    spec = FunctionSpec("SweeperFunction", "tests.runtime.recording.handler", schedules=(source,))
+    schedule = Schedule(spec, source, lambda event, context: recording.EVENTS.append(event), interval_s=0.05)
+    task = asyncio.create_task(schedule.run())
+    try:
+        await _until(lambda: len(recording.EVENTS) >= 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    for event in recording.EVENTS:
+        parsed = EventBridgeModel.model_validate(event)
+        assert parsed.detail_type == "Scheduled Event" and parsed.source == "aws.events"

@@ -15,7 +15,15 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 def test_self_managed_mode_is_the_local_default() -> None:
     template = load_template(TEMPLATE)
     names = {f.name for f in template.functions}
-    assert names == {"UploadFunction", "QueryFunction", "InferSelfManagedFunction", "CollectSelfManagedFunction"}
+    assert names == {
+        "UploadFunction",
+        "QueryFunction",
+        "InferSelfManagedFunction",
+        "CollectSelfManagedFunction",
+        "SweeperFunction",
+    }
+    [schedule] = template.function("SweeperFunction").schedules
+    assert schedule.interval_s == 60.0
     infer = template.function("InferSelfManagedFunction")
     [source] = infer.kafka
     assert (source.kind, source.topic, source.batch_size, source.window_s) == (

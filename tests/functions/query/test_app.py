@@ -93,7 +93,7 @@ async def test_bad_query_gets_a_clear_4xx(
 
 async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
-    assert set(document["paths"]) == {"/register", "/image", "/images", "/result", "/health", "/metrics"}
+    assert set(document["paths"]) == {"/", "/register", "/image", "/images", "/result", "/health", "/metrics"}
     result_item = document["components"]["schemas"]["ResultItem"]
     assert set(result_item["required"]) >= {"seq", "status", "predictions", "scores"}
     assert result_item["properties"]["status"]["enum"] == ["queued", "done", "failed"]

@@ -1,0 +1,116 @@
+"""A small async client of the public HTTP API, used by the CLI and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def image_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted, not recursive into hidden folders)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
+        else:
+            found.append(path)
+    return found
+
+
+@dataclass
+class Client:
+    base_url: str
+    api_key: str | None = None
+    timeout_s: float = 60.0
+
+    def _http(self) -> httpx.AsyncClient:
+        headers = {"x-api-key": self.api_key} if self.api_key else {}
+        return httpx.AsyncClient(base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.timeout_s)
+
+    @staticmethod
+    def _check(response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                message = str(response.json().get("error", response.text))
+            except ValueError:
+                message = response.text
+            raise ApiError(response.status_code, message)
+        return response.json()
+
+    async def register(self) -> str:
+        async with self._http() as http:
+            return str(self._check(await http.post("/register"))["uuid"])
+
+    async def upload(
+        self,
+        session: str,
+        files: Sequence[Path],
+        topk: int,
+        seq_start: int = 0,
+        concurrency: int = 4,
+        on_done: Callable[[int, Path], Awaitable[None] | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Upload concurrently; the i-th file gets seq ``seq_start + i``."""
+        gate = asyncio.Semaphore(concurrency)
+        async with self._http() as http:
+
+            async def one(index: int, path: Path) -> dict[str, Any]:
+                async with gate:
+                    response = await http.post(
+                        "/image",
+                        data={"uuid": session, "seq": str(seq_start + index), "topk": str(topk)},
+                        files={"payload": (path.name, await asyncio.to_thread(path.read_bytes))},
+                    )
+                accepted: dict[str, Any] = self._check(response)
+                if on_done is not None:
+                    maybe = on_done(index, path)
+                    if maybe is not None:
+                        await maybe
+                return accepted
+
+            return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(files))))
+
+    async def results(self, session: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        async with self._http() as http:
+            for start in range(seq_start, seq_end + 1, 1000):
+                params: dict[str, str | int] = {"uuid": session, "seqStart": start, "seqEnd": min(seq_end, start + 999)}
+                items += self._check(await http.get("/result", params=params))["items"]
+        return items
+
+    async def wait(
+        self,
+        session: str,
+        seq_start: int,
+        seq_end: int,
+        timeout_s: float = 600.0,
+        poll_s: float = 0.5,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Poll until every seq of the range has a final status (done or failed)."""
+        expected = seq_end - seq_start + 1
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            items = await self.results(session, seq_start, seq_end)
+            finished = sum(1 for i in items if i["status"] != "queued")
+            if on_progress is not None:
+                on_progress(finished, expected)
+            if finished >= expected:
+                return items
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{finished} of {expected} results after {timeout_s:.0f}s")
+            await asyncio.sleep(poll_s)

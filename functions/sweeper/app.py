@@ -1,0 +1,33 @@
+"""Sweeper function: a scheduled (EventBridge) handler re-publishing requests that stayed queued too long."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+from functions.common import resources
+from functions.common.settings import get_settings
+
+from . import service
+
+
+async def handle(event: dict[str, Any]) -> dict[str, int]:
+    EventBridgeModel.model_validate(event)  # a scheduled event, nothing else
+    settings = get_settings()
+    republished = await service.sweep(
+        resources.store.get(),
+        resources.producer.get(),
+        settings.request_topic,
+        settings.sweep_after_s,
+        settings.sweep_batch,
+    )
+    return {"republished": republished}
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    return resources.run_sync(handle(event))
+
+
+# Called by the local runtime from the handler's thread at exit.
+shutdown = resources.close_thread_loop

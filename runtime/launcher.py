@@ -1,0 +1,60 @@
+"""Start ``python -m runtime.local`` as a child process and wait until it is healthy (benchmarks, tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from .broker import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def launched(
+    workdir: Path, args: Sequence[str] = (), env: dict[str, str] | None = None, timeout_s: float = 120.0
+) -> Iterator[str]:
+    """Embedded defaults in ``workdir`` unless ``env`` says otherwise; yields the base URL, stops it after."""
+    port = free_port()
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if "KAFKA_BOOTSTRAP_SERVERS" not in (env or {}):
+        full_env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    log_path = workdir / "runtime.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.local", "--port", str(port), *args],
+            cwd=workdir,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"runtime exited: {log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runtime not healthy after {timeout_s}s: {log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

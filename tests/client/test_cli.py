@@ -1,0 +1,62 @@
+"""The ``faasinfer`` CLI against a running local simulation."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import PHOTOS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(base: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", "--url", base, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_register_prints_a_session(local_simulation: str) -> None:
+    done = _cli(local_simulation, "register")
+    assert done.returncode == 0 and re.fullmatch(r"[0-9a-f-]{36}\s*", done.stdout)
+
+
+def test_upload_folder_and_wait_prints_topk_table(local_simulation: str, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg", "camera.png"):
+        shutil.copy(PHOTOS / name, folder / name)
+    (folder / "notes.txt").write_text("not an image, skipped by the folder scan")
+    done = _cli(local_simulation, "upload", str(folder), "--topk", "3", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "uploading" in out and "classifying" in out and "3/3" in out  # progress bars ran to the end
+    for name in ("chelsea.jpg", "coffee.jpg", "camera.png"):
+        assert name in out
+    rows = [line for line in out.splitlines() if " done " in line]
+    assert len(rows) == 3 and all(len(re.findall(r"\(0\.\d{3}\)", row)) == 3 for row in rows)
+
+
+def test_results_of_an_unknown_session_is_a_clear_error(local_simulation: str) -> None:
+    done = _cli(local_simulation, "results", "--uuid", "00000000-0000-4000-8000-000000000000", "--seq-end", "3")
+    assert done.returncode == 1 and "error 404" in done.stdout and "unknown session" in done.stdout
+
+
+def test_demo_loop_runs_rounds(local_simulation: str, tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("rocket.jpg", "astronaut.jpg"):
+        shutil.copy(PHOTOS / name, folder / name)
+    done = _cli(local_simulation, "demo", "--photos", str(folder), "--rounds", "2", "--interval", "0.1", "--topk", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 rounds of 2 photos" in done.stdout
+    assert sum(1 for line in done.stdout.splitlines() if " done " in line) == 4
