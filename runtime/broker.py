@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -108,3 +109,22 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
             log.info("created topics %s", ", ".join(f"{t.name}({t.num_partitions})" for t in missing))
     finally:
         await admin.close()
+
+
+async def keep_alive(broker: EmbeddedBroker, topics: dict[str, int], check_s: float = 1.0) -> None:
+    """Restart the embedded broker on its port if it dies, and recreate the topics.
+
+    Its storage is memory: messages not yet consumed are gone with it. Requests stay ``queued`` in the
+    database, so the sweeper publishes them again; collect absorbs the duplicates.
+    """
+    while True:
+        await asyncio.sleep(check_s)
+        if broker.process is not None and broker.process.poll() is not None:
+            log.error(
+                "embedded broker exited with code %s; restarting on %s (in-memory topics are lost, the "
+                "sweeper re-publishes queued requests)",
+                broker.process.returncode,
+                broker.bootstrap,
+            )
+            broker.start()  # in the loop's own thread: the child's parent-death signal is bound to this thread
+            await ensure_topics(broker.bootstrap, topics)

@@ -24,7 +24,7 @@ from functions.common import resources
 from functions.common.db import DatabaseStore
 from functions.common.settings import DEFAULT_HOME, get_settings
 
-from .broker import EmbeddedBroker, ensure_topics
+from .broker import EmbeddedBroker, ensure_topics, keep_alive
 from .http import Gateway
 from .kafka_esm import RetryPolicy
 from .loader import load_handler, load_shutdown
@@ -133,7 +133,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(template: Template, bootstrap: str, args: argparse.Namespace) -> int:
+async def serve(
+    template: Template, bootstrap: str, args: argparse.Namespace, broker: EmbeddedBroker | None = None
+) -> int:
     settings = get_settings()
     kafka_fns = [f for f in template.functions if f.kafka]
     topics = {s.topic: args.partitions for f in kafka_fns for s in f.kafka}
@@ -148,6 +150,8 @@ async def serve(template: Template, bootstrap: str, args: argparse.Namespace) ->
     retry = None if args.max_retries is None else RetryPolicy(max_retries=args.max_retries)
     processes: list[BaseProcess] = []
     tasks: list[asyncio.Task[None]] = []
+    if broker is not None:
+        tasks.append(asyncio.create_task(keep_alive(broker, topics)))
     spawn = multiprocessing.get_context("spawn")
     for spec in kafka_fns:
         count = worker_count(spec, args.workers)
@@ -247,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("environment from template: %s", ", ".join(f"{k}={v}" for k, v in sorted(added.items())))
         if args.demo:
             check_weights(args.allow_random)
-        return asyncio.run(serve(template, bootstrap, args))
+        return asyncio.run(serve(template, bootstrap, args, broker))
     finally:
         if broker is not None:
             broker.stop()
