@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from bench import cold_start, http_load, limit, pipeline
+from bench import cold_start, http_load, limit, memory, pipeline
 from bench.common import table
 
 
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     print(http_load.report(http, 8 if q else 32))
     cold = cold_start.run(1 if q else 5, args.model)
     print(cold_start.report(cold, 1 if q else 5))
+    mem = memory.run(32 if q else 1000, 16, args.model)
+    print(memory.report(mem))
 
     best = max(lim.values())
     prototype = max(v for (_, _, batch), v in lim.items() if batch == 1)

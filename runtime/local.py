@@ -30,7 +30,7 @@ from .kafka_esm import RetryPolicy
 from .loader import load_handler, load_shutdown
 from .schedule import Schedule
 from .template import FunctionSpec, Template, load_template
-from .worker import mappings_for, supervise, worker_main
+from .worker import WORKER_ENV, mappings_for, supervise, worker_main
 
 log = logging.getLogger("runtime.local")
 
@@ -153,6 +153,8 @@ async def serve(
     if broker is not None:
         tasks.append(asyncio.create_task(keep_alive(broker, topics)))
     spawn = multiprocessing.get_context("spawn")
+    for key, value in WORKER_ENV.items():  # inherited by the worker processes spawned below, from their start
+        os.environ.setdefault(key, value)
     for spec in kafka_fns:
         count = worker_count(spec, args.workers)
         if count == 0:

@@ -19,7 +19,14 @@ def test_run_all_quick_prints_every_table() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for title in ("Model limit", "Pipeline end to end", "HTTP functions", "Cold start", "Targets"):
+    for title in (
+        "Model limit",
+        "Pipeline end to end",
+        "HTTP functions",
+        "Cold start",
+        "Infer worker memory",
+        "Targets",
+    ):
         assert f"## {title}" in done.stdout, done.stdout
     assert "pipeline / best limit layout" in done.stdout
     assert "torch loaded" in done.stdout and " upload " in done.stdout
