@@ -157,6 +157,15 @@ async def serve(
         os.environ.setdefault(key, value)
     for spec in kafka_fns:
         count = worker_count(spec, args.workers)
+        if count > args.partitions:
+            log.warning(
+                "%s: %d workers but %d partitions; using %d (more would idle)",
+                spec.name,
+                count,
+                args.partitions,
+                args.partitions,
+            )
+            count = args.partitions
         if count == 0:
             tasks += [
                 asyncio.create_task(supervise(m)) for m in mappings_for(spec, bootstrap, settings.dlq_topic, retry)

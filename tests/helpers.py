@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 from PIL import Image
 
@@ -75,3 +77,32 @@ async def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: floa
         await consumer.stop()
     assert len(records) >= expected, f"{topic}: expected {expected} records, got {len(records)}"
     return records
+
+
+UPLOAD_NAMES = ("chelsea.jpg", "coffee.jpg", "camera.png", "rocket.jpg", "astronaut.jpg")
+
+
+async def upload_with_retry(client: httpx.AsyncClient, session: str, seq: int, counts: dict[int, int]) -> None:
+    """Upload like a careful client: retry on 503 (the documented answer while a dependency is down)."""
+    name = UPLOAD_NAMES[seq % len(UPLOAD_NAMES)]
+    for _ in range(60):
+        response = await client.post(
+            "/image", data={"uuid": session, "seq": str(seq), "topk": "3"}, files={"payload": (name, photo(name))}
+        )
+        counts[response.status_code] = counts.get(response.status_code, 0) + 1
+        if response.status_code == 202:
+            return
+        assert response.status_code == 503, response.text
+        assert "unavailable" in response.json()["error"]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"seq {seq} never accepted")
+
+
+async def wait_all_done(client: httpx.AsyncClient, session: str, n: int, timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        items = (await client.get("/result", params={"uuid": session, "seqStart": 0, "seqEnd": n - 1})).json()["items"]
+        if len(items) == n and all(i["status"] == "done" for i in items):
+            return list(items)
+        assert time.monotonic() < deadline, [i["status"] for i in items]
+        await asyncio.sleep(0.5)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,7 @@ import httpx
 import pytest
 
 from runtime.launcher import launched
-from tests.helpers import photo
-
-UPLOAD_NAMES = ("chelsea.jpg", "coffee.jpg", "camera.png", "rocket.jpg", "astronaut.jpg")
+from tests.helpers import upload_with_retry, wait_all_done
 
 
 def _descendants(pid: int) -> dict[int, str]:
@@ -55,37 +52,11 @@ def stack(tmp_path: Path, tiny_weights: Path) -> Iterator[tuple[str, Path]]:
         yield base, tmp_path
 
 
-async def _upload(client: httpx.AsyncClient, session: str, seq: int, counts: dict[int, int]) -> None:
-    """Upload like a careful client: retry on 503 (the documented answer while a dependency is down)."""
-    name = UPLOAD_NAMES[seq % len(UPLOAD_NAMES)]
-    for _ in range(60):
-        response = await client.post(
-            "/image", data={"uuid": session, "seq": str(seq), "topk": "3"}, files={"payload": (name, photo(name))}
-        )
-        counts[response.status_code] = counts.get(response.status_code, 0) + 1
-        if response.status_code == 202:
-            return
-        assert response.status_code == 503, response.text
-        assert "unavailable" in response.json()["error"]
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"seq {seq} never accepted")
-
-
 def _rows(workdir: Path, session: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(workdir / ".faasinfer" / "faasinfer.db") as conn:
         return conn.execute(
             "SELECT seq, status, labels FROM requests WHERE uuid = ? ORDER BY seq", (session,)
         ).fetchall()
-
-
-async def _wait_all_done(client: httpx.AsyncClient, session: str, n: int, timeout_s: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        items = (await client.get("/result", params={"uuid": session, "seqStart": 0, "seqEnd": n - 1})).json()["items"]
-        if len(items) == n and all(i["status"] == "done" for i in items):
-            return list(items)
-        assert time.monotonic() < deadline, [i["status"] for i in items]
-        await asyncio.sleep(0.5)
 
 
 def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
@@ -98,10 +69,10 @@ def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             session = (await client.post("/register")).json()["uuid"]
             counts: dict[int, int] = {}
-            await asyncio.gather(*(_upload(client, session, seq, counts) for seq in range(30)))
+            await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(30)))
             os.kill(workers[0], signal.SIGKILL)  # mid-stream: its uncommitted batch must go to the survivor
-            await asyncio.gather(*(_upload(client, session, seq, counts) for seq in range(30, 40)))
-            return session, await _wait_all_done(client, session, 40, timeout_s=120)
+            await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(30, 40)))
+            return session, await wait_all_done(client, session, 40, timeout_s=120)
 
     session, items = asyncio.run(scenario())
     rows = _rows(workdir, session)
@@ -109,7 +80,7 @@ def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
     assert all(len(i["predictions"]) == 3 for i in items)
 
 
-def test_broker_crash_and_restart_loses_no_accepted_upload(stack: tuple[str, Path]) -> None:
+def test_broker_crash_and_restart_loses_no_acceptedupload_with_retry(stack: tuple[str, Path]) -> None:
     base, workdir = stack
     runtime = _runtime_pid(workdir)
     [broker] = [pid for pid, cmd in _descendants(runtime).items() if "tansu" in cmd]
@@ -118,10 +89,10 @@ def test_broker_crash_and_restart_loses_no_accepted_upload(stack: tuple[str, Pat
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             session = (await client.post("/register")).json()["uuid"]
             counts: dict[int, int] = {}
-            await asyncio.gather(*(_upload(client, session, seq, counts) for seq in range(20)))
+            await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(20)))
             os.kill(broker, signal.SIGKILL)  # the memory-only broker loses every message and offset
-            await asyncio.gather(*(_upload(client, session, seq, counts) for seq in range(20, 40)))
-            await _wait_all_done(client, session, 40, timeout_s=150)
+            await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(20, 40)))
+            await wait_all_done(client, session, 40, timeout_s=150)
             return session, counts
 
     session, counts = asyncio.run(scenario())

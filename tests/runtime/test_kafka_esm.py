@@ -268,3 +268,32 @@ async def test_schedule_invokes_with_eventbridge_events() -> None:
     for event in recording.EVENTS:
         parsed = EventBridgeModel.model_validate(event)
         assert parsed.detail_type == "Scheduled Event" and parsed.source == "aws.events"
+
+
+def _poison_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    values = _values([event])
+    if "v2" in values:
+        raise RuntimeError("poison record in batch")
+    recording.EVENTS.append(event)
+    return {"records": len(values)}
+
+
+async def test_bisect_on_error_isolates_the_poison_record(broker: str) -> None:
+    topic, dlq = unique("bisect"), unique("dlq")
+    await ensure_topics(broker, {topic: 1, dlq: 1})
+    source = KafkaSource(
+        "Events", "SelfManagedKafka", topic, 4, 0.5, "TRIM_HORIZON", unique("group"), bisect_on_error=True
+    )
+    mapping = EventSourceMapping(
+        _spec(source), source, _poison_handler, broker, dlq, RetryPolicy(max_retries=0, backoff_s=0.01)
+    )
+    await _produce(broker, topic, 4)
+    dead: list[Any] = []
+
+    async def body() -> None:
+        dead.extend(await consume_all(broker, dlq, 1))
+        await _until(lambda: len(_values(recording.EVENTS)) >= 3)
+
+    await _running(mapping, body)
+    assert sorted(_values(recording.EVENTS)) == ["v0", "v1", "v3"]  # the neighbours of the poison got through
+    assert [r.value for r in dead] == [b"v2"]
