@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from .blobs import BlobStore, blob_store_from_url
 from .db import DatabaseStore, Store
 from .producer import Producer
+from .secrets import database_url_from_secret
 from .settings import get_settings
 
 T = TypeVar("T")
@@ -38,7 +39,14 @@ class PerLoop(Generic[T]):
         self._values.clear()
 
 
-store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(get_settings().database_url))
+def _database_url() -> str:
+    settings = get_settings()
+    if settings.database_secret_arn:
+        return database_url_from_secret(settings.database_secret_arn)
+    return settings.database_url
+
+
+store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(_database_url()))
 blobs: PerLoop[BlobStore] = PerLoop(lambda: blob_store_from_url(get_settings().blob_url))
 producer: PerLoop[Producer] = PerLoop(
     lambda: Producer(get_settings().kafka_bootstrap_servers, get_settings().publish_timeout_s)

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
     database_url: str = Field(default=f"sqlite+aiosqlite:///{DEFAULT_HOME / 'faasinfer.db'}")
+    database_secret_arn: str | None = None  # when set, the MariaDB URL comes from this Secrets Manager secret
     blob_url: str = Field(default=f"file://{DEFAULT_HOME / 'blobs'}")
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     request_topic: str = "inference-request"
