@@ -57,5 +57,5 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
 def local_stack(workdir: Path, extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> Iterator[str]:
     """``python -m runtime.local`` on embedded defaults (resnet18, random weights) in ``workdir``."""
     defaults = {"LOG_LEVEL": "WARNING", "INFER_MODEL": "resnet18", "INFER_WEIGHTS": "random"}
-    with launched(workdir, extra_args, {**defaults, **(env or {})}) as base:
-        yield base
+    with launched(workdir, extra_args, {**defaults, **(env or {})}) as runtime:
+        yield runtime.base_url

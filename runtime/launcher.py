@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,15 +19,24 @@ from .broker import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+EXTERNAL = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "BLOB_URL")
+
+
+@dataclass(frozen=True)
+class Launched:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+
 @contextmanager
 def launched(
     workdir: Path, args: Sequence[str] = (), env: dict[str, str] | None = None, timeout_s: float = 120.0
-) -> Iterator[str]:
-    """Embedded defaults in ``workdir`` unless ``env`` says otherwise; yields the base URL, stops it after."""
+) -> Iterator[Launched]:
+    """Embedded defaults in ``workdir`` unless ``env`` names external services; stopped (SIGINT) after."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    if "KAFKA_BOOTSTRAP_SERVERS" not in (env or {}):
-        full_env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    inherited = {k: v for k, v in os.environ.items() if k not in EXTERNAL}
+    full_env = {**inherited, "PYTHONPATH": str(ROOT), **(env or {})}
     log_path = workdir / "runtime.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -50,11 +60,12 @@ def launched(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"runtime not healthy after {timeout_s}s: {log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield base
+        yield Launched(process, base, log_path)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -143,5 +143,5 @@ def local_simulation(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Pat
 
     workdir = tmp_path_factory.mktemp("simulation")
     env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "LOG_LEVEL": "INFO"}
-    with launched(workdir, ["--workers", "1"], env) as base:
-        yield base
+    with launched(workdir, ["--workers", "1"], env) as runtime:
+        yield runtime.base_url

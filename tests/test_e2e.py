@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from torchvision.models import ResNet18_Weights
 
 from functions.common.db import DatabaseStore
-from runtime.broker import free_port
+from runtime.launcher import launched
 from tests.helpers import photo, unique
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,50 +43,19 @@ class Stack:
 
 @pytest.fixture(params=["embedded-sqlite", "external-mariadb"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path, tiny_weights: Path) -> Iterator[Stack]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
-    env.update(
-        {
-            "INFER_MODEL": "resnet18",
-            "INFER_WEIGHTS": str(tiny_weights),
-            "INFER_MAX_BATCH": "4",
-            "BLOB_URL": f"file://{tmp_path / 'blobs'}",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
+    env = {
+        "INFER_MODEL": "resnet18",
+        "INFER_WEIGHTS": str(tiny_weights),
+        "INFER_MAX_BATCH": "4",
+        "BLOB_URL": f"file://{tmp_path / 'blobs'}",
+    }
     if request.param == "external-mariadb":
         env["DATABASE_URL"] = request.getfixturevalue("mariadb_url").replace("mysql+asyncmy", "mysql")
         env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("broker")
-        topics = {"REQUEST_TOPIC": unique("req"), "RESULT_TOPIC": unique("res"), "DLQ_TOPIC": unique("dlq")}
-        env.update(topics)
-    log = tmp_path / "runtime.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.local", "--port", str(port), "--workers", "2"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
-        if "DATABASE_URL" not in env:
-            env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / '.faasinfer' / 'faasinfer.db'}"
-        yield Stack(process, base_url, env, log)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        env.update({"REQUEST_TOPIC": unique("req"), "RESULT_TOPIC": unique("res"), "DLQ_TOPIC": unique("dlq")})
+    with launched(tmp_path, ["--workers", "2"], env) as runtime:
+        env.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / '.faasinfer' / 'faasinfer.db'}")
+        yield Stack(runtime.process, runtime.base_url, env, runtime.log_path)
 
 
 async def _bootstrap(stack: Stack) -> str:

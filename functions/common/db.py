@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from .contracts import InferenceResult, Status
+from .contracts import InferenceResult
+from .records import SCHEMA, Applied, RequestRow, UnknownSession, row_from_record
 
 if TYPE_CHECKING:  # ``databases`` pulls in SQLAlchemy (~0.2 s): imported when the first store is created
     from databases import Database
@@ -21,59 +19,6 @@ if TYPE_CHECKING:  # ``databases`` pulls in SQLAlchemy (~0.2 s): imported when t
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS sessions (
-        uuid VARCHAR(36) NOT NULL PRIMARY KEY,
-        created_at DOUBLE NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS requests (
-        uuid VARCHAR(36) NOT NULL,
-        seq BIGINT NOT NULL,
-        topk INTEGER NOT NULL,
-        blob_key VARCHAR(512) NOT NULL,
-        content_hash CHAR(64) NOT NULL,
-        content_type VARCHAR(100) NOT NULL,
-        status VARCHAR(16) NOT NULL,
-        labels TEXT,
-        scores TEXT,
-        error TEXT,
-        model VARCHAR(100),
-        submitted_at DOUBLE NOT NULL,
-        finished_at DOUBLE,
-        published_at DOUBLE,
-        PRIMARY KEY (uuid, seq)
-    )""",
-)
-
-
-@dataclass(frozen=True)
-class RequestRow:
-    uuid: str
-    seq: int
-    topk: int
-    blob_key: str
-    content_hash: str
-    content_type: str
-    status: Status = "queued"
-    labels: tuple[str, ...] = ()
-    scores: tuple[float, ...] = ()
-    error: str | None = None
-    model: str | None = None
-    submitted_at: float = 0.0
-    finished_at: float | None = None
-
-
-class UnknownSession(LookupError):
-    """A request names a session that was never registered."""
-
-
-class Applied(Enum):
-    """What applying one result did."""
-
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"  # the row already holds a final answer at least as good
-    UNKNOWN = "unknown"  # no such request (unknown session or seq)
 
 
 class Store(Protocol):
@@ -109,8 +54,8 @@ class DatabaseStore:
 
     Each operation runs its statements on one connection (the SQLite backend of ``databases`` opens a new
     connection, and a thread, per acquire). On MariaDB an operation that fails because its connection was
-    lost (server restarted, idle timeout) is retried once on a fresh pool; every operation here is
-    idempotent, so the retry is safe.
+    lost (server restarted, idle timeout) is retried once with a newly acquired connection; every operation
+    here is idempotent, so the retry is safe.
     """
 
     def __init__(self, url: str) -> None:
@@ -143,16 +88,15 @@ class DatabaseStore:
         except _connection_errors() as exc:
             if self.is_sqlite:
                 raise
-            log.warning("database connection lost (%r); reconnecting once", exc)
-            with contextlib.suppress(Exception):
-                await self._db.disconnect()
-            self._db = self._database()
+            # The pool drops dead connections when they are next acquired; other requests may still hold
+            # connections of this pool, so it is retried, never torn down here.
+            log.warning("database connection lost (%r); retrying once", exc)
             async with (await self._ready()).connection() as connection:
                 return await operation(connection)
 
     async def init_schema(self) -> None:
         async def create(db: Connection) -> None:
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 await db.execute(statement)
 
         await self._io(create)
@@ -233,7 +177,7 @@ class DatabaseStore:
                 {"uuid": uuid, "lo": seq_start, "hi": seq_end},
             )
         )
-        return [_row(dict(r._mapping)) for r in records]
+        return [row_from_record(dict(r._mapping)) for r in records]
 
     async def status_counts(self) -> dict[str, int]:
         records = await self._io(lambda db: db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status"))
@@ -248,7 +192,7 @@ class DatabaseStore:
                 {"cutoff": older_than, "limit": limit},
             )
         )
-        return [_row(dict(r._mapping)) for r in records]
+        return [row_from_record(dict(r._mapping)) for r in records]
 
     async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None:
         async def mark(db: Connection) -> None:
@@ -263,7 +207,7 @@ class DatabaseStore:
 
 async def _select_request(db: Connection, uuid: str, seq: int) -> RequestRow | None:
     record = await db.fetch_one("SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq})
-    return None if record is None else _row(dict(record._mapping))
+    return None if record is None else row_from_record(dict(record._mapping))
 
 
 async def _apply(db: Connection, result: InferenceResult) -> Applied:
@@ -298,19 +242,4 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (asyncmy.errors.OperationalError, asyncmy.errors.InterfaceError, ConnectionError)
 
 
-def _row(m: dict[str, Any]) -> RequestRow:
-    return RequestRow(
-        uuid=m["uuid"],
-        seq=int(m["seq"]),
-        topk=int(m["topk"]),
-        blob_key=m["blob_key"],
-        content_hash=m["content_hash"].strip(),
-        content_type=m["content_type"],
-        status=m["status"],
-        labels=tuple(json.loads(m["labels"])) if m["labels"] else (),
-        scores=tuple(json.loads(m["scores"])) if m["scores"] else (),
-        error=m["error"],
-        model=m["model"],
-        submitted_at=float(m["submitted_at"]),
-        finished_at=None if m["finished_at"] is None else float(m["finished_at"]),
-    )
+__all__ = ["Applied", "DatabaseStore", "RequestRow", "Store", "UnknownSession", "normalise_url"]

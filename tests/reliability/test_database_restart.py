@@ -50,8 +50,8 @@ def stack(tmp_path: Path, tiny_weights: Path, mariadb_url: str) -> Iterator[str]
         "PUBLISH_TIMEOUT_S": "5",
     }
     try:
-        with launched(tmp_path, ["--workers", "1", "--schedule-interval", "2", "--max-retries", "2"], env) as base:
-            yield base
+        with launched(tmp_path, ["--workers", "1", "--schedule-interval", "2", "--max-retries", "2"], env) as runtime:
+            yield runtime.base_url
     finally:
         if not _db_up():
             _start_db()

@@ -48,8 +48,8 @@ def _runtime_pid(workdir: Path) -> int:
 @pytest.fixture
 def stack(tmp_path: Path, tiny_weights: Path) -> Iterator[tuple[str, Path]]:
     env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "SWEEP_AFTER_S": "4", "LOG_LEVEL": "INFO"}
-    with launched(tmp_path, ["--workers", "2", "--schedule-interval", "2"], env) as base:
-        yield base, tmp_path
+    with launched(tmp_path, ["--workers", "2", "--schedule-interval", "2"], env) as runtime:
+        yield runtime.base_url, tmp_path
 
 
 def _rows(workdir: Path, session: str) -> list[tuple[Any, ...]]:

@@ -33,25 +33,29 @@ async def _statuses(url: str) -> list[str]:
     return [r.status for r in rows]
 
 
-def test_invoke_runs_collect_on_an_event_file(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    asyncio.run(_seed(url))
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.invoke",
-            "CollectSelfManagedFunction",
-            "--event",
-            str(ROOT / "tests/events/selfmanaged_collect.json"),
-        ],
-        cwd=tmp_path,
-        env=env,
+def _invoke(
+    function: str, event: str, env: dict[str, str], cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.invoke", function, "--event", event],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def test_invoke_runs_collect_on_an_event_file(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    asyncio.run(_seed(url))
+    done = _invoke(
+        "CollectSelfManagedFunction",
+        str(ROOT / "tests/events/selfmanaged_collect.json"),
+        {"DATABASE_URL": url},
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"applied": 2, "duplicate": 0, "unknown": 0, "dead_lettered": 0}
@@ -59,37 +63,14 @@ def test_invoke_runs_collect_on_an_event_file(tmp_path: Path) -> None:
 
 
 def test_invoke_names_the_functions_it_knows(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime.invoke", "NoSuchFunction", "--event", "-"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        input="{}",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _invoke("NoSuchFunction", "-", {}, cwd=tmp_path, stdin="{}")
     assert done.returncode != 0 and "UploadFunction" in done.stderr
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_invoke_runs_an_http_function_through_mangum(configured: dict[str, str]) -> None:
-    env = {**os.environ, **{k.upper(): v for k, v in configured.items()}, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.invoke",
-            "UploadFunction",
-            "--event",
-            str(ROOT / "tests/events/apigw_v2_upload_register.json"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {k.upper(): v for k, v in configured.items()}
+    done = _invoke("UploadFunction", str(ROOT / "tests/events/apigw_v2_upload_register.json"), env)
     assert done.returncode == 0, done.stderr
     response = json.loads(done.stdout)
     assert response["statusCode"] == 200 and "uuid" in json.loads(response["body"])

@@ -1,0 +1,81 @@
+"""What the store keeps: the schema, a request row, and the outcomes of applying a result."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .contracts import Status
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sessions (
+        uuid VARCHAR(36) NOT NULL PRIMARY KEY,
+        created_at DOUBLE NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS requests (
+        uuid VARCHAR(36) NOT NULL,
+        seq BIGINT NOT NULL,
+        topk INTEGER NOT NULL,
+        blob_key VARCHAR(512) NOT NULL,
+        content_hash CHAR(64) NOT NULL,
+        content_type VARCHAR(100) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        labels TEXT,
+        scores TEXT,
+        error TEXT,
+        model VARCHAR(100),
+        submitted_at DOUBLE NOT NULL,
+        finished_at DOUBLE,
+        published_at DOUBLE,
+        PRIMARY KEY (uuid, seq)
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    uuid: str
+    seq: int
+    topk: int
+    blob_key: str
+    content_hash: str
+    content_type: str
+    status: Status = "queued"
+    labels: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    error: str | None = None
+    model: str | None = None
+    submitted_at: float = 0.0
+    finished_at: float | None = None
+
+
+class UnknownSession(LookupError):
+    """A request names a session that was never registered."""
+
+
+class Applied(Enum):
+    """What applying one result did."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # the row already holds a final answer at least as good
+    UNKNOWN = "unknown"  # no such request (unknown session or seq)
+
+
+def row_from_record(m: dict[str, Any]) -> RequestRow:
+    return RequestRow(
+        uuid=m["uuid"],
+        seq=int(m["seq"]),
+        topk=int(m["topk"]),
+        blob_key=m["blob_key"],
+        content_hash=m["content_hash"].strip(),
+        content_type=m["content_type"],
+        status=m["status"],
+        labels=tuple(json.loads(m["labels"])) if m["labels"] else (),
+        scores=tuple(json.loads(m["scores"])) if m["scores"] else (),
+        error=m["error"],
+        model=m["model"],
+        submitted_at=float(m["submitted_at"]),
+        finished_at=None if m["finished_at"] is None else float(m["finished_at"]),
+    )
