@@ -142,7 +142,7 @@ async def serve(
     for name in (settings.request_topic, settings.result_topic, settings.dlq_topic):
         topics.setdefault(name, args.partitions)
     await ensure_topics(bootstrap, topics)
-    store = DatabaseStore(settings.database_url)
+    store = DatabaseStore(resources.database_url())
     await store.init_schema()
     await store.close()
     log.info("database %s, blobs %s", store.url.split("@")[-1], settings.blob_url)

@@ -39,14 +39,15 @@ class PerLoop(Generic[T]):
         self._values.clear()
 
 
-def _database_url() -> str:
+def database_url() -> str:
+    """``DATABASE_URL``, or the MariaDB URL from ``DATABASE_SECRET_ARN`` when that is set."""
     settings = get_settings()
     if settings.database_secret_arn:
         return database_url_from_secret(settings.database_secret_arn)
     return settings.database_url
 
 
-store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(_database_url()))
+store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(database_url()))
 blobs: PerLoop[BlobStore] = PerLoop(lambda: blob_store_from_url(get_settings().blob_url))
 producer: PerLoop[Producer] = PerLoop(
     lambda: Producer(get_settings().kafka_bootstrap_servers, get_settings().publish_timeout_s)
