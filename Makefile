@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo run test lint bench clean
+.PHONY: setup demo run test lint bench bench-peer clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ test: lint
 
 bench: setup
 	$(BIN)/python -m bench.run_all
+
+# The same plus the TorchServe peer (installs the bench extra; needs Java 17).
+bench-peer: setup
+	$(BIN)/pip install -e '.[bench]'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run_all --peer
 
 clean:
 	rm -rf .faasinfer .pytest_cache .mypy_cache .ruff_cache

@@ -2,8 +2,8 @@
 
 ``python -m bench.memory [--images N] [--batch B]``. Runs the real infer handler in this process on Lambda
 Kafka events of B records each (photos of mixed sizes from the blob store, results published to the
-embedded broker) and reports RSS after warm-up, half-way and at the end. Run it with the environment the
-runtime gives infer workers (``MALLOC_ARENA_MAX=2``, see ``runtime/worker.py``) to measure what they do.
+embedded broker) and reports RSS after warm-up, half-way and at the end, in a fresh interpreter started with
+the environment the runtime gives infer workers (``WORKER_ENV``: ``MALLOC_ARENA_MAX=2``).
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import asyncio
 import base64
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
 from bench.common import photos, table
 from runtime.broker import EmbeddedBroker, ensure_topics
+from runtime.worker import WORKER_ENV
 
 
 def rss_mib() -> float:
@@ -52,6 +55,20 @@ def _event(bootstrap: str, first: int, count: int, n_blobs: int) -> dict[str, An
 
 
 def run(n_images: int, batch: int, model: str) -> dict[str, float]:
+    """Measured in a fresh interpreter with the environment the runtime gives infer workers."""
+    args = ["--images", str(n_images), "--batch", str(batch), "--model", model, "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", *args],
+        env={**os.environ, **WORKER_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _measure(n_images: int, batch: int, model: str) -> dict[str, float]:
     with EmbeddedBroker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(ensure_topics(bootstrap, {"inference-result": 1, "inference-dlq": 1}))
         os.environ.update(
@@ -107,9 +124,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--json", action="store_true", help="measure in this process, print JSON (used by run)")
     args = parser.parse_args(argv)
-    result = run(args.images, args.batch, args.model)
-    print(report(result))
+    if args.json:
+        result = _measure(args.images, args.batch, args.model)
+        print(json.dumps(result))
+    else:
+        result = run(args.images, args.batch, args.model)
+        print(report(result))
     return result
 
 

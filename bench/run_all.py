@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from bench import cold_start, http_load, limit, memory, pipeline
+from bench import cold_start, http_load, limit, memory, pipeline, torchserve_peer
 from bench.common import table
 
 
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--peer", action="store_true", help="also run TorchServe (needs the bench extra, Java 17)")
     args = parser.parse_args(argv)
     q = args.quick
     cores = os.cpu_count() or 1
@@ -30,12 +31,21 @@ def main(argv: list[str] | None = None) -> None:
     print(cold_start.report(cold, 1 if q else 5))
     mem = memory.run(32 if q else 1000, 16, args.model)
     print(memory.report(mem))
+    peer = torchserve_peer.run(16 if q else 320, 2, 8, 16) if args.peer else None
+    if peer is not None:
+        print(torchserve_peer.report(peer))
 
     best = max(lim.values())
     prototype = max(v for (_, _, batch), v in lim.items() if batch == 1)
     rows = [
         ("pipeline / best limit layout", f"{pipe['img_per_s'] / best:.2f}", ">= 0.85 (goal 0.95)"),
         ("pipeline / prototype design", f"{pipe['img_per_s'] / prototype:.2f}", "> 1"),
+        (
+            "pipeline / TorchServe",
+            f"{pipe['img_per_s'] / peer['img_per_s']:.2f}" if peer else "not run (--peer)",
+            "> 1",
+        ),
+        ("TorchServe / best limit layout", f"{peer['img_per_s'] / best:.2f}" if peer else "not run (--peer)", "—"),
         ("overhead p50 at low load", f"{pipe['overhead_p50_s'] * 1000:.0f} ms", "< 50 ms"),
         ("upload rate", f"{http['upload_rps']:.0f} req/s", ">= 300 req/s"),
         (

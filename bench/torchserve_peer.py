@@ -1,0 +1,164 @@
+"""Peer: TorchServe serving the same model on the same photos, batching on, driven by a concurrent client.
+
+``python -m bench.torchserve_peer [--images N] [--workers W] [--batch B]`` (needs the ``bench`` extra:
+torchserve, torch-model-archiver, pyyaml, captum, and Java 17). Not part of CI. resnet18 with the same random
+weights as ours (seed 0), TorchServe's stock ``image_classifier`` handler (resize 256, crop 224, normalise),
+W workers x 1 torch thread, server-side batching up to B with a 50 ms delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import photos, table
+from runtime.broker import free_port
+
+MODEL_FILE = """
+from torchvision.models.resnet import BasicBlock, ResNet
+
+
+class ResNet18(ResNet):
+    def __init__(self):
+        super().__init__(BasicBlock, [2, 2, 2, 2])
+"""
+
+
+def _archive(workdir: Path) -> Path:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)  # the same random network our runtime builds for INFER_WEIGHTS=random
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), workdir / "resnet18.pth")
+    (workdir / "model.py").write_text(MODEL_FILE)
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    (workdir / "index_to_name.json").write_text(json.dumps({str(i): c for i, c in enumerate(categories)}))
+    store = workdir / "store"
+    store.mkdir()
+    subprocess.run(
+        [
+            "torch-model-archiver",
+            "--model-name",
+            "resnet18",
+            "--version",
+            "1.0",
+            "--model-file",
+            str(workdir / "model.py"),
+            "--serialized-file",
+            str(workdir / "resnet18.pth"),
+            "--handler",
+            "image_classifier",
+            "--extra-files",
+            str(workdir / "index_to_name.json"),
+            "--export-path",
+            str(store),
+        ],
+        check=True,
+    )
+    return store
+
+
+async def _drive(url: str, images: list[bytes], concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def one(data: bytes) -> None:
+            async with gate:
+                response = await client.post(url, content=data)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in images))
+        return time.perf_counter() - started
+
+
+def run(n_images: int, workers: int, batch: int, concurrency: int) -> dict[str, Any]:
+    if shutil.which("torchserve") is None or shutil.which("java") is None:
+        raise RuntimeError("torchserve (pip install '.[bench]') and Java 17 are needed")
+    images = photos(n_images, seed=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        store = _archive(workdir)
+        inference, management, metrics = free_port(), free_port(), free_port()
+        (workdir / "config.properties").write_text(
+            "\n".join(
+                [
+                    f"inference_address=http://127.0.0.1:{inference}",
+                    f"management_address=http://127.0.0.1:{management}",
+                    f"metrics_address=http://127.0.0.1:{metrics}",
+                    f"model_store={store}",
+                    "disable_token_authorization=true",
+                    "enable_model_api=true",
+                    "install_py_dep_per_model=false",
+                    "default_workers_per_model=1",
+                ]
+            )
+        )
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        subprocess.run(
+            ["torchserve", "--start", "--ncs", "--ts-config", str(workdir / "config.properties")],
+            cwd=workdir,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{inference}/ping", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("torchserve did not start")
+                time.sleep(0.5)
+            register = httpx.post(
+                f"http://127.0.0.1:{management}/models",
+                params={
+                    "url": "resnet18.mar",
+                    "batch_size": batch,
+                    "max_batch_delay": 50,
+                    "initial_workers": workers,
+                    "synchronous": "true",
+                },
+                timeout=300,
+            )
+            register.raise_for_status()
+            url = f"http://127.0.0.1:{inference}/predictions/resnet18"
+            asyncio.run(_drive(url, images[:16], concurrency))  # warm-up
+            wall = asyncio.run(_drive(url, images, concurrency))
+        finally:
+            subprocess.run(["torchserve", "--stop"], cwd=workdir, env=env, check=False, stdout=subprocess.DEVNULL)
+    return {"images": n_images, "img_per_s": n_images / wall, "workers": workers, "batch": batch}
+
+
+def report(r: dict[str, Any]) -> str:
+    rows = [("TorchServe 0.12, image_classifier", f"{r['workers']} x 1", r["batch"], f"{r['img_per_s']:.1f}")]
+    return table(f"Peer on the same {r['images']} photos", ["server", "workers x threads", "batch", "img/s"], rows)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args(argv)
+    result = run(args.images, args.workers, args.batch, args.concurrency)
+    print(report(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
