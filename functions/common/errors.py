@@ -15,10 +15,6 @@ class BadRequest(ServiceError):
     status_code = 400
 
 
-class Unauthorized(ServiceError):
-    status_code = 401
-
-
 class NotFound(ServiceError):
     status_code = 404
 
@@ -33,12 +29,6 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMedia(ServiceError):
     status_code = 415
-
-
-class Unavailable(ServiceError):
-    """A dependency (database, broker, blob store) cannot be reached; the client may retry."""
-
-    status_code = 503
 
 
 _INFRA_ERRORS: tuple[type[BaseException], ...] | None = None
