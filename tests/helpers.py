@@ -106,3 +106,18 @@ async def wait_all_done(client: httpx.AsyncClient, session: str, n: int, timeout
             return list(items)
         assert time.monotonic() < deadline, [i["status"] for i in items]
         await asyncio.sleep(0.5)
+
+
+def child_processes(pid: int) -> dict[int, str]:
+    """Child processes of ``pid`` (one level) with their command lines."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found

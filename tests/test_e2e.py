@@ -17,23 +17,11 @@ from torchvision.models import ResNet18_Weights
 
 from functions.common.db import DatabaseStore
 from runtime.launcher import launched
-from tests.helpers import photo, unique
+from tests.helpers import child_processes, photo, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 UPLOADS = [("chelsea.jpg", 1), ("coffee.jpg", 3), ("camera.png", 5), ("rocket.jpg", 10)]
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.add(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
 
 
 class Stack:
@@ -159,7 +147,7 @@ async def _scenario(stack: Stack) -> None:
 
 
 def test_register_upload_infer_collect_query(stack: Stack) -> None:
-    children = _children(stack.process.pid)
+    children = set(child_processes(stack.process.pid))
     asyncio.run(_scenario(stack))
 
     stack.process.send_signal(signal.SIGINT)

@@ -14,22 +14,7 @@ import httpx
 import pytest
 
 from runtime.launcher import launched
-from tests.helpers import upload_with_retry, wait_all_done
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """Child processes of ``pid`` (one level) with their command lines."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
+from tests.helpers import child_processes, upload_with_retry, wait_all_done
 
 
 def _runtime_pid(workdir: Path) -> int:
@@ -62,7 +47,7 @@ def _rows(workdir: Path, session: str) -> list[tuple[Any, ...]]:
 def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
     base, workdir = stack
     runtime = _runtime_pid(workdir)
-    workers = [pid for pid, cmd in _descendants(runtime).items() if "spawn_main" in cmd]
+    workers = [pid for pid, cmd in child_processes(runtime).items() if "spawn_main" in cmd]
     assert len(workers) == 2
 
     async def scenario() -> tuple[str, list[dict[str, Any]]]:
@@ -83,7 +68,7 @@ def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
 def test_broker_crash_and_restart_loses_no_acceptedupload_with_retry(stack: tuple[str, Path]) -> None:
     base, workdir = stack
     runtime = _runtime_pid(workdir)
-    [broker] = [pid for pid, cmd in _descendants(runtime).items() if "tansu" in cmd]
+    [broker] = [pid for pid, cmd in child_processes(runtime).items() if "tansu" in cmd]
 
     async def scenario() -> tuple[str, dict[int, int]]:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
