@@ -23,6 +23,7 @@ import httpx
 
 from bench.common import photos, table
 from runtime.broker import free_port
+from runtime.launcher import wait_until_ok
 
 MODEL_FILE = """
 from torchvision.models.resnet import BasicBlock, ResNet
@@ -113,16 +114,7 @@ def run(n_images: int, workers: int, batch: int, concurrency: int) -> dict[str, 
             stdout=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{inference}/ping", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("torchserve did not start")
-                time.sleep(0.5)
+            wait_until_ok(f"http://127.0.0.1:{inference}/ping", 120)
             register = httpx.post(
                 f"http://127.0.0.1:{management}/models",
                 params={

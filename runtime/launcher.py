@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,22 @@ import httpx
 from .broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until_ok(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll ``url`` until it answers 200; ``RuntimeError`` once ``alive()`` is false, ``TimeoutError`` after."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not alive():
+            raise RuntimeError(f"the server behind {url} exited")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not answering 200 after {timeout_s}s")
+        time.sleep(0.2)
 
 
 EXTERNAL = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "BLOB_URL")
@@ -48,18 +64,10 @@ def launched(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"runtime exited: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"runtime not healthy after {timeout_s}s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_until_ok(f"{base}/health", timeout_s, alive=lambda: process.poll() is None)
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"{exc}: {log_path.read_text()[-3000:]}") from None
         yield Launched(process, base, log_path)
     finally:
         if process.poll() is None:
