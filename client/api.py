@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,29 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
 
 @dataclass
 class Client:
+    """``async with Client(url) as client``: one connection pool for every call (polling included)."""
+
     base_url: str
     api_key: str | None = None
     timeout_s: float = 60.0
 
-    def _http(self) -> httpx.AsyncClient:
+    _pool: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+
+    async def __aenter__(self) -> Client:
         headers = {"x-api-key": self.api_key} if self.api_key else {}
-        return httpx.AsyncClient(base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.timeout_s)
+        self._pool = httpx.AsyncClient(base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.timeout_s)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._pool is None:
+            raise RuntimeError("use the client as `async with Client(...) as client`")
+        return self._pool
 
     @staticmethod
     def _check(response: httpx.Response) -> Any:
@@ -52,8 +68,7 @@ class Client:
         return response.json()
 
     async def register(self) -> str:
-        async with self._http() as http:
-            return str(self._check(await http.post("/register"))["uuid"])
+        return str(self._check(await self._http.post("/register"))["uuid"])
 
     async def upload(
         self,
@@ -66,30 +81,28 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Upload concurrently; the i-th file gets seq ``seq_start + i``."""
         gate = asyncio.Semaphore(concurrency)
-        async with self._http() as http:
 
-            async def one(index: int, path: Path) -> dict[str, Any]:
-                async with gate:
-                    response = await http.post(
-                        "/image",
-                        data={"uuid": session, "seq": str(seq_start + index), "topk": str(topk)},
-                        files={"payload": (path.name, await asyncio.to_thread(path.read_bytes))},
-                    )
-                accepted: dict[str, Any] = self._check(response)
-                if on_done is not None:
-                    maybe = on_done(index, path)
-                    if maybe is not None:
-                        await maybe
-                return accepted
+        async def one(index: int, path: Path) -> dict[str, Any]:
+            async with gate:
+                response = await self._http.post(
+                    "/image",
+                    data={"uuid": session, "seq": str(seq_start + index), "topk": str(topk)},
+                    files={"payload": (path.name, await asyncio.to_thread(path.read_bytes))},
+                )
+            accepted: dict[str, Any] = self._check(response)
+            if on_done is not None:
+                maybe = on_done(index, path)
+                if maybe is not None:
+                    await maybe
+            return accepted
 
-            return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(files))))
+        return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(files))))
 
     async def results(self, session: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        async with self._http() as http:
-            for start in range(seq_start, seq_end + 1, 1000):
-                params: dict[str, str | int] = {"uuid": session, "seqStart": start, "seqEnd": min(seq_end, start + 999)}
-                items += self._check(await http.get("/result", params=params))["items"]
+        for start in range(seq_start, seq_end + 1, 1000):
+            params: dict[str, str | int] = {"uuid": session, "seqStart": start, "seqEnd": min(seq_end, start + 999)}
+            items += self._check(await self._http.get("/result", params=params))["items"]
         return items
 
     async def wait(

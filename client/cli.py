@@ -137,15 +137,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
-    client = Client(args.url, args.api_key)
-    if args.command == "register":
-        console.print(await client.register())
-        return 0
-    if args.command == "upload":
-        return await _upload(client, args)
-    if args.command == "results":
-        return await _results(client, args)
-    return await _demo(client, args)
+    async with Client(args.url, args.api_key) as client:
+        if args.command == "register":
+            console.print(await client.register())
+            return 0
+        if args.command == "upload":
+            return await _upload(client, args)
+        if args.command == "results":
+            return await _results(client, args)
+        return await _demo(client, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,11 +14,11 @@ PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 async def run_demo(
     base_url: str, photos: Path = PHOTOS, topk: int = 5, timeout_s: float = 300.0
 ) -> list[dict[str, Any]]:
-    client = Client(base_url)
     files = image_files([photos])
-    session = await client.register()
-    await client.upload(session, files, topk)
-    items = await client.wait(session, 0, len(files) - 1, timeout_s)
+    async with Client(base_url) as client:
+        session = await client.register()
+        await client.upload(session, files, topk)
+        items = await client.wait(session, 0, len(files) - 1, timeout_s)
     for item in items:
         name = files[item["seq"]].name
         if item["status"] == "done":
