@@ -1,8 +1,9 @@
 """HTTP functions under concurrent load: upload requests/s and query latency on the embedded stack.
 
-``python -m bench.http_load [--uploads N] [--queries N] [--concurrency C]``. Runs only the HTTP functions of
-``python -m runtime.local`` (embedded broker and SQLite included, so each upload is validated, stored,
-recorded and published) and drives it from one client process on loopback, bounded in count.
+``python -m bench.http_load [--uploads N] [--queries N] [--concurrency C] [--http-processes P]``. Runs only the
+HTTP functions of ``python -m runtime.local`` (embedded broker and SQLite included, so each upload is validated,
+stored, recorded and published) in P processes (default: one per core) and drives it from one client process on
+loopback, bounded in count.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from PIL import Image
 
+from bench import client
 from bench.common import PHOTOS, local_stack, percentile, table
 
 
@@ -29,29 +31,26 @@ def small_photo() -> bytes:
 
 async def _drive(base: str, uploads: int, queries: int, concurrency: int) -> dict[str, Any]:
     data = small_photo()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        session = (await client.post("/register")).json()["uuid"]
+    async with client.session(base, concurrency) as http:
+        session = await client.register(http)
         gate = asyncio.Semaphore(concurrency)
         statuses: list[int] = []
         latencies: list[float] = []
 
         async def upload(seq: int) -> None:
             async with gate:
-                r = await client.post(
-                    "/image",
-                    data={"uuid": session, "seq": str(seq), "topk": "5"},
-                    files={"payload": ("p.jpg", data, "image/jpeg")},
-                )
-                statuses.append(r.status_code)
+                statuses.append(await client.upload(http, session, seq, data))
 
         async def query(i: int) -> None:
             async with gate:
                 start = (i * 37) % max(1, uploads - 100)
                 t = time.perf_counter()
-                r = await client.get("/result", params={"uuid": session, "seqStart": start, "seqEnd": start + 99})
+                async with http.get(
+                    "/result", params={"uuid": session, "seqStart": start, "seqEnd": start + 99}
+                ) as response:
+                    await response.read()
                 latencies.append(time.perf_counter() - t)
-                statuses.append(r.status_code)
+                statuses.append(response.status)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(upload(i) for i in range(uploads)))
@@ -71,18 +70,20 @@ async def _drive(base: str, uploads: int, queries: int, concurrency: int) -> dic
     }
 
 
-def run(uploads: int, queries: int, concurrency: int) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        local_stack(Path(tmp), ["--functions", "UploadFunction,QueryFunction"]) as base,
-    ):
+def run(uploads: int, queries: int, concurrency: int, http_processes: int) -> dict[str, Any]:
+    args = ["--functions", "UploadFunction,QueryFunction", "--http-processes", str(http_processes)]
+    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp), args) as base:
         asyncio.run(_drive(base, 20, 5, 4))  # warm-up: connections, pools, producer
-        return asyncio.run(_drive(base, uploads, queries, concurrency))
+        return {"http_processes": http_processes, **asyncio.run(_drive(base, uploads, queries, concurrency))}
 
 
 def report(r: dict[str, Any], concurrency: int) -> str:
     rows = [
-        ("upload", f"{r['upload_rps']:.0f} req/s", f"{r['uploads']} uploads, {concurrency} concurrent"),
+        (
+            "upload",
+            f"{r['upload_rps']:.0f} req/s",
+            f"{r['uploads']} uploads, {concurrency} concurrent, {r['http_processes']} HTTP processes",
+        ),
         (
             "query (100 seqs)",
             f"{r['query_rps']:.0f} req/s",
@@ -98,8 +99,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--http-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runtime.local --http-processes (default: cores)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.uploads, args.queries, args.concurrency)
+    result = run(args.uploads, args.queries, args.concurrency, args.http_processes)
     print(report(result, args.concurrency))
     return result
 

@@ -20,57 +20,52 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench import client
 from bench.common import local_stack, percentile, photos, table
 
 
-async def _upload(client: httpx.AsyncClient, session: str, seq: int, data: bytes) -> None:
-    response = await client.post(
-        "/image",
-        data={"uuid": session, "seq": str(seq), "topk": "5"},
-        files={"payload": (f"{seq}.jpg", data, "image/jpeg")},
-    )
-    response.raise_for_status()
+async def _upload(http: Any, session: str, seq: int, data: bytes) -> None:
+    status = await client.upload(http, session, seq, data)
+    if status != 202:
+        raise RuntimeError(f"upload {seq} answered {status}")
 
 
-async def _all_done(client: httpx.AsyncClient, session: str, n: int) -> bool:
-    for start in range(0, n, 1000):
-        items = (
-            await client.get("/result", params={"uuid": session, "seqStart": start, "seqEnd": min(n, start + 1000) - 1})
-        ).json()["items"]
-        if len(items) < min(1000, n - start) or any(i["status"] == "queued" for i in items):
-            return False
-    return True
+async def _wait_all_done(http: Any, session: str, n: int) -> None:
+    """Poll until every seq has a final status; each poll asks only from the first seq still queued."""
+    first_open = 0
+    while first_open < n:
+        items = await client.results(http, session, first_open, min(n, first_open + 1000) - 1)
+        finals = {i["seq"] for i in items if i["status"] != "queued"}
+        while first_open in finals:
+            first_open += 1
+        if first_open < n:
+            await asyncio.sleep(0.05)
 
 
 async def _load(base: str, images: list[bytes], concurrency: int) -> tuple[str, float]:
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-        session = (await client.post("/register")).json()["uuid"]
+    async with client.session(base, concurrency) as http:
+        session = await client.register(http)
         gate = asyncio.Semaphore(concurrency)
 
         async def one(seq: int, data: bytes) -> None:
             async with gate:
-                await _upload(client, session, seq, data)
+                await _upload(http, session, seq, data)
 
         started = time.perf_counter()
         await asyncio.gather(*(one(i, d) for i, d in enumerate(images)))
-        while not await _all_done(client, session, len(images)):  # noqa: ASYNC110 - polling the API is the point
-            await asyncio.sleep(0.25)
+        await _wait_all_done(http, session, len(images))
         return session, time.perf_counter() - started
 
 
 async def _low_load(base: str, images: list[bytes]) -> list[float]:
     latencies = []
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        session = (await client.post("/register")).json()["uuid"]
+    async with client.session(base, 4) as http:
+        session = await client.register(http)
         for seq, data in enumerate(images):
             started = time.perf_counter()
-            await _upload(client, session, seq, data)
+            await _upload(http, session, seq, data)
             while True:
-                items = (await client.get("/result", params={"uuid": session, "seqStart": seq, "seqEnd": seq})).json()[
-                    "items"
-                ]
+                items = await client.results(http, session, seq, seq)
                 if items and items[0]["status"] != "queued":
                     break
                 await asyncio.sleep(0.002)

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     print(limit.report(lim, cores))
     pipe = pipeline.run(12 if q else 320, 16, 3 if q else 20, args.model)
     print(pipeline.report(pipe))
-    http = http_load.run(20 if q else 1000, 20 if q else 1000, 8 if q else 32)
+    http = http_load.run(20 if q else 1000, 20 if q else 1000, 8 if q else 32, cores)
     print(http_load.report(http, 8 if q else 32))
     cold = cold_start.run(1 if q else 5, args.model)
     print(cold_start.report(cold, 1 if q else 5))

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from bench import client
 from bench.common import photos, table
 from runtime.broker import free_port
 from runtime.launcher import wait_until_ok
@@ -71,12 +72,12 @@ def _archive(workdir: Path) -> Path:
 
 async def _drive(url: str, images: list[bytes], concurrency: int) -> float:
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with client.session(None, concurrency) as http:
 
         async def one(data: bytes) -> None:
-            async with gate:
-                response = await client.post(url, content=data)
+            async with gate, http.post(url, data=data) as response:
                 response.raise_for_status()
+                await response.read()
 
         started = time.perf_counter()
         await asyncio.gather(*(one(d) for d in images))

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-
-import uvicorn
 
 from functions.common import resources
 from functions.common.db import DatabaseStore
@@ -26,6 +23,7 @@ from functions.common.settings import DEFAULT_HOME, get_settings
 
 from .broker import EmbeddedBroker, ensure_topics, keep_alive
 from .http import Gateway
+from .http_server import http_process_main, listening_socket, server_for
 from .kafka_esm import RetryPolicy
 from .loader import load_handler, load_shutdown
 from .schedule import Schedule
@@ -47,6 +45,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="processes per Kafka function marked LocalWorkers (default: cores // INFER_THREADS)",
+    )
+    p.add_argument(
+        "--http-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes serving the HTTP functions on the one port (SO_REUSEPORT; default 1)",
     )
     p.add_argument("--partitions", type=int, default=4, help="partitions of topics the runtime creates")
     p.add_argument(
@@ -127,16 +132,15 @@ def check_weights(allow_random: bool) -> None:
         get_settings.cache_clear()
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the runtime owns SIGINT/SIGTERM
-        yield
-
-
 async def serve(
     template: Template, bootstrap: str, args: argparse.Namespace, broker: EmbeddedBroker | None = None
 ) -> int:
     settings = get_settings()
+    try:
+        sock = listening_socket(args.host, args.port, shared=args.http_processes > 1)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
+        return 1
     kafka_fns = [f for f in template.functions if f.kafka]
     topics = {s.topic: args.partitions for f in kafka_fns for s in f.kafka}
     for name in (settings.request_topic, settings.result_topic, settings.dlq_topic):
@@ -193,8 +197,24 @@ async def serve(
     gateway = Gateway(template.functions)
     for (method, path), _ in sorted(gateway.routes.items(), key=lambda kv: kv[0][1]):
         log.info("route %-4s %s", method, path)
-    server = _Server(uvicorn.Config(gateway, host=args.host, port=args.port, lifespan="off", log_level="warning"))
-    server_task = asyncio.create_task(server.serve())
+    http_functions = tuple(f for f in template.functions if f.routes)
+    extra_http = [(spawn.Event(), index) for index in range(1, args.http_processes if http_functions else 1)]
+    for ready, index in extra_http:
+        proc = spawn.Process(
+            target=http_process_main,
+            name=f"http#{index}",
+            daemon=True,
+            args=(http_functions, dict(os.environ), args.host, sock.getsockname()[1], ready),
+        )
+        proc.start()
+        processes.append(proc)
+    for ready, _ in extra_http:  # all of them accept before the port answers at all (clients keep connections)
+        if not await asyncio.to_thread(ready.wait, 120):
+            log.error("an HTTP process did not start within 120 s")
+    if extra_http:
+        log.info("HTTP: %d processes on %s:%d", len(extra_http) + 1, args.host, args.port)
+    server = server_for(gateway)
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -52,8 +53,8 @@ def normalise_url(url: str) -> str:
 class DatabaseStore:
     """The one ``Store`` implementation; only the insert-if-absent statement differs by dialect.
 
-    Each operation runs its statements on one connection (the SQLite backend of ``databases`` opens a new
-    connection, and a thread, per acquire). On MariaDB an operation that fails because its connection was
+    Each operation runs its statements on one connection (SQLite connections are kept open by
+    ``sqlite_pool``). On MariaDB an operation that fails because its connection was
     lost (server restarted, idle timeout) is retried once with a newly acquired connection; every operation
     here is idempotent, so the retry is safe.
     """
@@ -67,12 +68,19 @@ class DatabaseStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = self._database()
         self._insert_ignore = "INSERT OR IGNORE" if self.is_sqlite else "INSERT IGNORE"
+        self._changes = "SELECT changes()" if self.is_sqlite else "SELECT ROW_COUNT()"  # rows the last write changed
 
     def _database(self) -> Database:
         from databases import Database
 
+        class _Database(Database):
+            SUPPORTED_BACKENDS = {  # noqa: RUF012 - the extension point ``databases`` offers
+                **Database.SUPPORTED_BACKENDS,
+                "sqlite": "functions.common.sqlite_pool:KeptSQLiteBackend",
+            }
+
         # sqlite3's ``timeout`` is its busy timeout, applied to every connection the backend opens.
-        return Database(self.url, timeout=10) if self.is_sqlite else Database(self.url)
+        return _Database(self.url, timeout=10) if self.is_sqlite else _Database(self.url)
 
     async def _ready(self) -> Database:
         if not self._db.is_connected:
@@ -126,6 +134,7 @@ class DatabaseStore:
         Raises ``UnknownSession`` when the session was never registered. A concurrent twin may win the
         insert; callers compare content hashes either way.
         """
+        submitted_at = row.submitted_at or time.time()
         values = {
             "uuid": row.uuid,
             "seq": row.seq,
@@ -134,25 +143,23 @@ class DatabaseStore:
             "content_hash": row.content_hash,
             "content_type": row.content_type,
             "status": "queued",
-            "submitted_at": row.submitted_at or time.time(),
+            "submitted_at": submitted_at,
         }
 
         async def insert(db: Connection) -> tuple[RequestRow, bool]:
-            before = await _select_request(db, row.uuid, row.seq)
-            if before is not None:
-                return before, False
-            if await db.fetch_val("SELECT 1 FROM sessions WHERE uuid = :uuid", {"uuid": row.uuid}) is None:
-                raise UnknownSession(row.uuid)
+            # One statement on the common path: inserted only if the session exists and (uuid, seq) is free.
             await db.execute(
                 f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type,"
-                " status, submitted_at) VALUES (:uuid, :seq, :topk, :blob_key, :content_hash, :content_type,"
-                " :status, :submitted_at)",
+                " status, submitted_at) SELECT :uuid, :seq, :topk, :blob_key, :content_hash, :content_type,"
+                " :status, :submitted_at FROM sessions WHERE uuid = :uuid",
                 values,
             )
+            if await db.fetch_val(self._changes) == 1:
+                return replace(row, status="queued", submitted_at=submitted_at), True
             stored = await _select_request(db, row.uuid, row.seq)
-            if stored is None:  # pragma: no cover - the insert above either wrote or found a row
-                raise RuntimeError(f"request {row.uuid}:{row.seq} vanished after insert")
-            return stored, True
+            if stored is None:
+                raise UnknownSession(row.uuid)
+            return stored, False
 
         return await self._io(insert)
 
@@ -163,9 +170,32 @@ class DatabaseStore:
         """Idempotent upserts keyed by (uuid, seq): first final answer wins, except ``done`` replaces ``failed``."""
 
         async def apply_all(db: Connection) -> list[Applied]:
-            return [await _apply(db, result) for result in results]
+            return [await self._apply(db, result) for result in results]
 
         return await self._io(apply_all)
+
+    async def _apply(self, db: Connection, result: InferenceResult) -> Applied:
+        key = {"uuid": result.uuid, "seq": result.seq}
+        values = {
+            **key,
+            "status": result.status,
+            "labels": json.dumps(result.labels),
+            "scores": json.dumps(result.scores),
+            "error": result.error,
+            "model": result.model,
+            "finished_at": result.finished_at.timestamp(),
+        }
+        # The rule lives in the statement's guard, so concurrent collectors cannot regress a row either.
+        await db.execute(
+            "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
+            " model = :model, finished_at = :finished_at WHERE uuid = :uuid AND seq = :seq"
+            " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
+            values,
+        )
+        if await db.fetch_val(self._changes) == 1:
+            return Applied.APPLIED
+        current = await db.fetch_val("SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
+        return Applied.UNKNOWN if current is None else Applied.DUPLICATE
 
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None:
         return await self._io(lambda db: _select_request(db, uuid, seq))
@@ -208,32 +238,6 @@ class DatabaseStore:
 async def _select_request(db: Connection, uuid: str, seq: int) -> RequestRow | None:
     record = await db.fetch_one("SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq})
     return None if record is None else row_from_record(dict(record._mapping))
-
-
-async def _apply(db: Connection, result: InferenceResult) -> Applied:
-    key = {"uuid": result.uuid, "seq": result.seq}
-    current = await db.fetch_val("SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
-    if current is None:
-        return Applied.UNKNOWN
-    if current == "done" or (current == "failed" and result.status == "failed"):
-        return Applied.DUPLICATE
-    values = {
-        **key,
-        "status": result.status,
-        "labels": json.dumps(result.labels),
-        "scores": json.dumps(result.scores),
-        "error": result.error,
-        "model": result.model,
-        "finished_at": result.finished_at.timestamp(),
-    }
-    # The guard repeats the decision in SQL, so concurrent collectors cannot regress a row either.
-    await db.execute(
-        "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
-        " model = :model, finished_at = :finished_at WHERE uuid = :uuid AND seq = :seq"
-        " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
-        values,
-    )
-    return Applied.APPLIED
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:

@@ -7,10 +7,23 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+
+
+def spread_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Keys ``<uuid>:<seq>`` go to partition ``(murmur2(uuid) + seq) mod n``: consecutive images of a session
+    land on consecutive partitions, so the consumers get equal shares (murmur2 of the whole key is only even
+    on average: ~10% imbalance for 320 images over 4 partitions). Still a function of the key, so a retry
+    lands where the first attempt did. Other keys: Kafka's default (murmur2)."""
+    if key is not None:
+        session, _, seq = key.rpartition(b":")
+        if session and seq.isdigit():
+            return all_partitions[((int(murmur2(session)) & 0x7FFFFFFF) + int(seq)) % len(all_partitions)]
+    return int(DefaultPartitioner()(key, all_partitions, available))
 
 
 class Producer:
@@ -30,6 +43,7 @@ class Producer:
                     bootstrap_servers=self.bootstrap_servers,
                     acks="all",
                     linger_ms=2,
+                    partitioner=spread_partitioner,
                     request_timeout_ms=int(self.timeout_s * 1000),
                 )
                 try:

@@ -1,0 +1,45 @@
+"""The benchmarks' HTTP client, on aiohttp: it shares the two cores with the system it measures, and it costs
+about a third of httpx's CPU per request (measured on this machine: ~1.5 vs ~4-5 ms per multipart upload)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+
+@asynccontextmanager
+async def session(base_url: str | None = None, concurrency: int = 100, timeout_s: float = 120) -> AsyncIterator[Any]:
+    """An aiohttp session with up to ``concurrency`` kept-alive connections."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(
+        base_url=base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
+    ) as client:
+        yield client
+
+
+async def register(client: aiohttp.ClientSession) -> str:
+    async with client.post("/register") as response:
+        response.raise_for_status()
+        return str((await response.json())["uuid"])
+
+
+async def upload(client: aiohttp.ClientSession, uuid: str, seq: int, data: bytes, topk: int = 5) -> int:
+    """``POST /image`` (multipart); returns the status code."""
+    form = aiohttp.FormData()
+    form.add_field("uuid", uuid)
+    form.add_field("seq", str(seq))
+    form.add_field("topk", str(topk))
+    form.add_field("payload", data, filename=f"{seq}.jpg", content_type="image/jpeg")
+    async with client.post("/image", data=form) as response:
+        await response.read()
+        return response.status
+
+
+async def results(client: aiohttp.ClientSession, uuid: str, start: int, end: int, **extra: Any) -> list[Any]:
+    params = {"uuid": uuid, "seqStart": str(start), "seqEnd": str(end), **{k: str(v) for k, v in extra.items()}}
+    async with client.get("/result", params=params) as response:
+        response.raise_for_status()
+        return list((await response.json())["items"])

@@ -1,0 +1,58 @@
+"""SQLite for ``databases`` with kept connections: the stock backend opens a connection (and an aiosqlite
+thread) per acquire and closes it on release, which costs more CPU than the statements themselves.
+
+Registered through ``Database.SUPPORTED_BACKENDS`` (see ``db.py``); everything else is the stock backend.
+Each connection runs ``PRAGMA synchronous=NORMAL``: in WAL mode a commit then no longer waits for an fsync
+(the WAL is synced at checkpoints), the database cannot be corrupted by a crash, and a power loss may undo the
+last commits. This is the local, single-machine backend; deployments use MariaDB.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+from databases.backends.sqlite import SQLiteBackend, SQLitePool
+from databases.core import DatabaseURL
+
+MAX_IDLE = 4  # connections kept open; more are opened while needed and closed on release
+
+
+class KeptSQLitePool(SQLitePool):
+    def __init__(self, url: DatabaseURL, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._idle: list[aiosqlite.Connection] = []
+
+    async def acquire(self) -> aiosqlite.Connection:
+        if self._idle:
+            return self._idle.pop()
+        connection = aiosqlite.connect(database=self._database, isolation_level=None, **self._options)
+        # A kept connection's thread must not hold the interpreter at exit (a Lambda-style process never closes
+        # its resources); aiosqlite creates that thread non-daemon and offers no parameter for it.
+        connection._thread.daemon = True
+        await connection.__aenter__()
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    async def release(self, connection: aiosqlite.Connection) -> None:
+        if connection.in_transaction:  # never hand a half-done transaction to the next user
+            await connection.rollback()
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(connection)
+        else:
+            await super().release(connection)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await super().release(connection)
+
+
+class KeptSQLiteBackend(SQLiteBackend):
+    def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
+        super().__init__(database_url, **options)
+        self._pool: KeptSQLitePool = KeptSQLitePool(self._database_url, **self._options)
+
+    async def disconnect(self) -> None:
+        await self._pool.close()
+        await super().disconnect()

@@ -1,0 +1,80 @@
+"""Serving the gateway with uvicorn, in the runtime's process and optionally in more processes on one port.
+
+``--http-processes N`` runs the gateway in N processes, like N concurrent instances behind an API gateway: one
+Python process runs one request's code at a time, so on a multi-core box a single process caps the upload rate
+(bench/http_load.py). Each binds the port with ``SO_REUSEPORT`` and the kernel spreads connections evenly
+(one socket shared by all, as uvicorn's ``--workers`` does, measured 3:1 here: asyncio accepts every pending
+connection at once in whichever process wakes first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from multiprocessing.synchronize import Event
+
+import uvicorn
+
+from .http import Gateway
+from .template import FunctionSpec
+
+log = logging.getLogger(__name__)
+
+
+class Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the runtime owns SIGINT/SIGTERM
+        yield
+
+
+def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
+    """A bound socket (``OSError`` if the port is taken); ``shared``: other processes may bind it too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def server_for(gateway: Gateway) -> Server:
+    return Server(uvicorn.Config(gateway, lifespan="off", log_level="warning"))
+
+
+async def _serve(functions: tuple[FunctionSpec, ...], host: str, port: int, ready: Event) -> None:
+    sock = listening_socket(host, port, shared=True)
+    gateway = Gateway(functions)
+    server = server_for(gateway)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers only the flag
+            await asyncio.sleep(0.01)
+        ready.set()
+        await serving
+    finally:
+        await gateway.shutdown()
+
+
+def http_process_main(
+    functions: tuple[FunctionSpec, ...], env: dict[str, str], host: str, port: int, ready: Event
+) -> None:
+    """Entry point of a spawned extra HTTP process (the runtime's own process serves the same port);
+    ``ready`` is set once it accepts connections."""
+    os.environ.update(env)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s [http] %(name)s: %(message)s"
+    )
+    asyncio.run(_serve(functions, host, port, ready))

@@ -1,0 +1,71 @@
+"""``--http-processes``: several processes serve the one port, connections spread over them, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from runtime.launcher import launched
+from tests.helpers import child_processes, image_bytes
+
+LISTEN, ESTABLISHED = "0A", "01"
+
+
+def _sockets_by_process(pids: list[int], port: int) -> dict[int, dict[str, int]]:
+    """For each pid: how many of its TCP sockets on local ``port`` are listening / established."""
+    states: dict[str, str] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            states[fields[9]] = fields[3]  # inode -> state
+    counts: dict[int, dict[str, int]] = {}
+    for pid in pids:
+        mine = {LISTEN: 0, ESTABLISHED: 0}
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
+            if inode in states and states[inode] in mine:
+                mine[states[inode]] += 1
+        counts[pid] = mine
+    return counts
+
+
+async def _upload_many(
+    base: str, n: int, connections: int, look: Callable[[], dict[int, dict[str, int]]]
+) -> tuple[list[int], dict[int, dict[str, int]]]:
+    """``n`` uploads over ``connections`` kept-alive connections; ``look()`` runs before they are closed."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        session = (await client.post("/register")).json()["uuid"]
+        data = image_bytes("JPEG")
+        gate = asyncio.Semaphore(connections)
+
+        async def one(seq: int) -> int:
+            async with gate:
+                form = {"uuid": session, "seq": str(seq), "topk": "1"}
+                response = await client.post("/image", data=form, files={"payload": ("a.jpg", data, "image/jpeg")})
+                return response.status_code
+
+        statuses = list(await asyncio.gather(*(one(seq) for seq in range(n))))
+        return statuses, look()
+
+
+def test_two_http_processes_share_the_port_and_both_serve(tmp_path: Path) -> None:
+    args = ["--functions", "UploadFunction,QueryFunction", "--http-processes", "2"]
+    with launched(tmp_path, args, {"LOG_LEVEL": "WARNING"}) as runtime:
+        port = int(runtime.base_url.rsplit(":", 1)[1])
+        extra = [pid for pid, cmd in child_processes(runtime.process.pid).items() if "spawn_main" in cmd]
+        assert len(extra) == 1  # the runtime's own process serves too
+        servers = [runtime.process.pid, *extra]
+        assert {pid: c[LISTEN] for pid, c in _sockets_by_process(servers, port).items()} == dict.fromkeys(servers, 1)
+
+        statuses, spread = asyncio.run(
+            _upload_many(runtime.base_url, 96, 16, lambda: _sockets_by_process(servers, port))
+        )
+        assert statuses == [202] * 96
+        assert all(c[ESTABLISHED] >= 1 for c in spread.values()), spread  # the kernel gave both processes clients
+    assert not Path(f"/proc/{extra[0]}").exists()  # stopped with the runtime
