@@ -23,8 +23,6 @@ import uvicorn
 from .http import Gateway
 from .template import FunctionSpec
 
-log = logging.getLogger(__name__)
-
 
 class Server(uvicorn.Server):
     @contextlib.contextmanager
