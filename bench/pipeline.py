@@ -30,11 +30,14 @@ async def _upload(http: Any, session: str, seq: int, data: bytes) -> None:
         raise RuntimeError(f"upload {seq} answered {status}")
 
 
+POLL_PAGE = 64  # seqs per poll: results finish roughly in upload order, so the open ones sit at the front
+
+
 async def _wait_all_done(http: Any, session: str, n: int) -> None:
-    """Poll until every seq has a final status; each poll asks only from the first seq still queued."""
+    """Poll until every seq has a final status; each poll asks for one page from the first seq still queued."""
     first_open = 0
     while first_open < n:
-        items = await client.results(http, session, first_open, min(n, first_open + 1000) - 1)
+        items = await client.results(http, session, first_open, min(n, first_open + POLL_PAGE) - 1)
         finals = {i["seq"] for i in items if i["status"] != "queued"}
         while first_open in finals:
             first_open += 1

@@ -20,6 +20,8 @@ from multiprocessing.synchronize import Event
 
 import uvicorn
 
+from functions.common import loops
+
 from .http import Gateway
 from .template import FunctionSpec
 
@@ -76,4 +78,4 @@ def http_process_main(
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s [http] %(name)s: %(message)s"
     )
-    asyncio.run(_serve(functions, host, port, ready))
+    loops.run(_serve(functions, host, port, ready))

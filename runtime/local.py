@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from functions.common import resources
+from functions.common import loops, resources
 from functions.common.db import DatabaseStore
 from functions.common.settings import DEFAULT_HOME, get_settings
 
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("environment from template: %s", ", ".join(f"{k}={v}" for k, v in sorted(added.items())))
         if args.demo:
             check_weights(args.allow_random)
-        return asyncio.run(serve(template, bootstrap, args, broker))
+        return loops.run(serve(template, bootstrap, args, broker))
     finally:
         if broker is not None:
             broker.stop()

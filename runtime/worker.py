@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 
+from functions.common import loops
+
 from .kafka_esm import EventSourceMapping, RetryPolicy
 from .loader import load_handler, load_shutdown
 from .template import FunctionSpec
@@ -61,4 +63,4 @@ def worker_main(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format=f"%(asctime)s %(levelname)s [{spec.name}#{index}] %(name)s: %(message)s",
     )
-    asyncio.run(_run(spec, bootstrap, dlq_topic, retry))
+    loops.run(_run(spec, bootstrap, dlq_topic, retry))

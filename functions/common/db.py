@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .contracts import InferenceResult
 from .records import SCHEMA, Applied, RequestRow, UnknownSession, row_from_record
+from .sql import Driver
 
 if TYPE_CHECKING:  # ``databases`` pulls in SQLAlchemy (~0.2 s): imported when the first store is created
     from databases import Database
@@ -54,9 +55,9 @@ class DatabaseStore:
     """The one ``Store`` implementation; only the insert-if-absent statement differs by dialect.
 
     Each operation runs its statements on one connection (SQLite connections are kept open by
-    ``sqlite_pool``). On MariaDB an operation that fails because its connection was
-    lost (server restarted, idle timeout) is retried once with a newly acquired connection; every operation
-    here is idempotent, so the retry is safe.
+    ``sqlite_pool``), straight on the driver (``sql``: no per-call SQLAlchemy compile). On MariaDB an
+    operation that fails because its connection was lost (server restarted, idle timeout) is retried once
+    with a newly acquired connection; every operation here is idempotent, so the retry is safe.
     """
 
     def __init__(self, url: str) -> None:
@@ -67,8 +68,8 @@ class DatabaseStore:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = self._database()
+        self._sql = Driver(sqlite=self.is_sqlite)
         self._insert_ignore = "INSERT OR IGNORE" if self.is_sqlite else "INSERT IGNORE"
-        self._changes = "SELECT changes()" if self.is_sqlite else "SELECT ROW_COUNT()"  # rows the last write changed
 
     def _database(self) -> Database:
         from databases import Database
@@ -105,12 +106,12 @@ class DatabaseStore:
     async def init_schema(self) -> None:
         async def create(db: Connection) -> None:
             for statement in SCHEMA:
-                await db.execute(statement)
+                await self._sql.execute(db, statement)
 
         await self._io(create)
 
     async def ping(self) -> None:
-        await self._io(lambda db: db.fetch_val("SELECT 1"))
+        await self._io(lambda db: self._sql.fetch_all(db, "SELECT 1"))
 
     async def close(self) -> None:
         if self._db.is_connected:
@@ -118,14 +119,17 @@ class DatabaseStore:
 
     async def create_session(self, uuid: str) -> None:
         await self._io(
-            lambda db: db.execute(
+            lambda db: self._sql.execute(
+                db,
                 f"{self._insert_ignore} INTO sessions (uuid, created_at) VALUES (:uuid, :now)",
                 {"uuid": uuid, "now": time.time()},
             )
         )
 
     async def session_exists(self, uuid: str) -> bool:
-        found = await self._io(lambda db: db.fetch_val("SELECT 1 FROM sessions WHERE uuid = :uuid", {"uuid": uuid}))
+        found = await self._io(
+            lambda db: self._sql.fetch_one(db, "SELECT 1 AS found FROM sessions WHERE uuid = :uuid", {"uuid": uuid})
+        )
         return found is not None
 
     async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]:
@@ -148,15 +152,16 @@ class DatabaseStore:
 
         async def insert(db: Connection) -> tuple[RequestRow, bool]:
             # One statement on the common path: inserted only if the session exists and (uuid, seq) is free.
-            await db.execute(
+            inserted = await self._sql.execute(
+                db,
                 f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type,"
                 " status, submitted_at) SELECT :uuid, :seq, :topk, :blob_key, :content_hash, :content_type,"
                 " :status, :submitted_at FROM sessions WHERE uuid = :uuid",
                 values,
             )
-            if await db.fetch_val(self._changes) == 1:
+            if inserted == 1:
                 return replace(row, status="queued", submitted_at=submitted_at), True
-            stored = await _select_request(db, row.uuid, row.seq)
+            stored = await self._select_request(db, row.uuid, row.seq)
             if stored is None:
                 raise UnknownSession(row.uuid)
             return stored, False
@@ -186,58 +191,65 @@ class DatabaseStore:
             "finished_at": result.finished_at.timestamp(),
         }
         # The rule lives in the statement's guard, so concurrent collectors cannot regress a row either.
-        await db.execute(
+        changed = await self._sql.execute(
+            db,
             "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
             " model = :model, finished_at = :finished_at WHERE uuid = :uuid AND seq = :seq"
             " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
             values,
         )
-        if await db.fetch_val(self._changes) == 1:
+        if changed == 1:
             return Applied.APPLIED
-        current = await db.fetch_val("SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
+        current = await self._sql.fetch_one(db, "SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
         return Applied.UNKNOWN if current is None else Applied.DUPLICATE
 
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None:
-        return await self._io(lambda db: _select_request(db, uuid, seq))
+        return await self._io(lambda db: self._select_request(db, uuid, seq))
 
     async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]:
         records = await self._io(
-            lambda db: db.fetch_all(
+            lambda db: self._sql.fetch_all(
+                db,
                 "SELECT * FROM requests WHERE uuid = :uuid AND seq BETWEEN :lo AND :hi ORDER BY seq",
                 {"uuid": uuid, "lo": seq_start, "hi": seq_end},
             )
         )
-        return [row_from_record(dict(r._mapping)) for r in records]
+        return [row_from_record(r) for r in records]
 
     async def status_counts(self) -> dict[str, int]:
-        records = await self._io(lambda db: db.fetch_all("SELECT status, COUNT(*) AS n FROM requests GROUP BY status"))
-        return {str(r._mapping["status"]): int(r._mapping["n"]) for r in records}
+        records = await self._io(
+            lambda db: self._sql.fetch_all(db, "SELECT status, COUNT(*) AS n FROM requests GROUP BY status")
+        )
+        return {str(r["status"]): int(r["n"]) for r in records}
 
     async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]:
         """Queued requests last published (or submitted) before ``older_than``: the sweeper's work list."""
         records = await self._io(
-            lambda db: db.fetch_all(
+            lambda db: self._sql.fetch_all(
+                db,
                 "SELECT * FROM requests WHERE status = 'queued' AND COALESCE(published_at, submitted_at) < :cutoff"
                 " ORDER BY submitted_at LIMIT :limit",
                 {"cutoff": older_than, "limit": limit},
             )
         )
-        return [row_from_record(dict(r._mapping)) for r in records]
+        return [row_from_record(r) for r in records]
 
     async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None:
         async def mark(db: Connection) -> None:
             for uuid, seq in keys:
-                await db.execute(
+                await self._sql.execute(
+                    db,
                     "UPDATE requests SET published_at = :at WHERE uuid = :uuid AND seq = :seq",
                     {"at": at, "uuid": uuid, "seq": seq},
                 )
 
         await self._io(mark)
 
-
-async def _select_request(db: Connection, uuid: str, seq: int) -> RequestRow | None:
-    record = await db.fetch_one("SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq})
-    return None if record is None else row_from_record(dict(record._mapping))
+    async def _select_request(self, db: Connection, uuid: str, seq: int) -> RequestRow | None:
+        record = await self._sql.fetch_one(
+            db, "SELECT * FROM requests WHERE uuid = :uuid AND seq = :seq", {"uuid": uuid, "seq": seq}
+        )
+        return None if record is None else row_from_record(record)
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:

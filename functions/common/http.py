@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -117,5 +116,6 @@ async def health(request: Request) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
 
 
-def pydantic_response(model: BaseModel, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(json.loads(model.model_dump_json()), status_code=status_code)
+def pydantic_response(model: BaseModel, status_code: int = 200) -> Response:
+    """The model as JSON, serialised once by pydantic (the same compact form ``JSONResponse`` writes)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from . import loops
 from .blobs import BlobStore, blob_store_from_url
 from .db import DatabaseStore, Store
 from .producer import Producer
@@ -76,7 +77,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on this thread's persistent loop, as a Lambda handler must (resources outlive the call)."""
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
+        loop = loops.new_event_loop()
         _local.loop = loop
     return loop.run_until_complete(coro)
 
