@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from runtime.http_server import listening_socket
 from runtime.launcher import launched
 from tests.helpers import child_processes, image_bytes
 
@@ -69,3 +71,23 @@ def test_two_http_processes_share_the_port_and_both_serve(tmp_path: Path) -> Non
         assert statuses == [202] * 96
         assert all(c[ESTABLISHED] >= 1 for c in spread.values()), spread  # the kernel gave both processes clients
     assert not Path(f"/proc/{extra[0]}").exists()  # stopped with the runtime
+
+
+async def test_connections_on_our_listening_socket_have_nagle_off_on_asyncios_loop() -> None:
+    """asyncio turns TCP_NODELAY on only for sockets created with IPPROTO_TCP; without it a small response
+    can sit ~40 ms behind a delayed ACK (the fallback loop where uvloop is not installed)."""
+    assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+    nodelay: list[int] = []
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nodelay.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=listening_socket("127.0.0.1", 0, shared=True))
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not nodelay:  # noqa: ASYNC110 - the callback runs on this loop
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert nodelay == [1]
