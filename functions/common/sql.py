@@ -7,7 +7,8 @@ driver's count of changed rows, which then needs a second statement. ``databases
 pooling, reconnecting and transactions; only the statements go straight to the driver.
 
 The SQL uses ``:name`` parameters: sqlite3 takes them as they are, and they are rewritten once per statement
-to asyncmy's ``%(name)s``.
+to asyncmy's ``%(name)s``. The rewrite does not parse SQL: a ``:word`` inside a string literal would be
+rewritten too, so values go in parameters, never in literals that contain a colon.
 """
 
 from __future__ import annotations
