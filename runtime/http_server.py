@@ -49,9 +49,9 @@ def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
     return sock
 
 
-def server_for(gateway: Gateway, host: str = "127.0.0.1", port: int = 8000) -> Server:
-    """uvicorn serving ``gateway`` on host:port, or on the sockets given to ``serve``."""
-    return Server(uvicorn.Config(gateway, host=host, port=port, lifespan="off", log_level="warning"))
+def server_for(gateway: Gateway) -> Server:
+    """uvicorn serving ``gateway`` on the sockets given to ``serve`` (``listening_socket``)."""
+    return Server(uvicorn.Config(gateway, lifespan="off", log_level="warning"))
 
 
 async def _serve(functions: tuple[FunctionSpec, ...], host: str, port: int, ready: Event) -> None:
