@@ -14,10 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The local simulation on embedded defaults, uploading the demo photos and printing their top-k.
-# Uses torchvision's pretrained weights when they can be had (cache or download); otherwise says so
-# and continues with random weights, loudly (predictions are then meaningless).
+# Uses torchvision's pretrained weights for INFER_MODEL when they can be had (cache or download); otherwise
+# says so in one line and uses the packaged EfficientNet-Lite0 (ImageNet weights shipped in a package).
 demo: setup
-	$(BIN)/python -m runtime.local --demo --allow-random
+	$(BIN)/python -m runtime.local --demo
 
 # The local simulation, serving until Ctrl-C.
 run: setup

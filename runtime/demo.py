@@ -1,31 +1,64 @@
-"""The demo run by ``python -m runtime.local --demo``: upload the shipped photos, wait, print their top-k."""
+"""The demo run by ``python -m runtime.local --demo``: upload the shipped photos, wait, print their top-k as a table."""
 
 from __future__ import annotations
 
-import sys
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
 
 from client.api import Client, image_files
 
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 
 
-async def run_demo(
-    base_url: str, photos: Path = PHOTOS, topk: int = 5, timeout_s: float = 300.0
-) -> list[dict[str, Any]]:
-    files = image_files([photos])
-    async with Client(base_url) as client:
-        session = await client.register()
-        await client.upload(session, files, topk)
-        items = await client.wait(session, 0, len(files) - 1, timeout_s)
+def demo_table(items: list[dict[str, Any]], names: dict[int, str], seconds: dict[int, float]) -> Table:
+    """photo | model | top-k labels with scores | time (upload accepted → result queryable)."""
+    models = {item.get("model") or "" for item in items}
+    one_model = len(models) == 1
+    table = Table(title="faasinfer demo: top-k per photo", caption=f"model: {models.pop()}" if one_model else None)
+    table.add_column("photo")
+    if not one_model:
+        table.add_column("model", overflow="fold")
+    table.add_column("top-k (score)")
+    table.add_column("time", justify="right")
     for item in items:
-        name = files[item["seq"]].name
         if item["status"] == "done":
-            ranked = ", ".join(
+            ranked = "\n".join(
                 f"{label} {score:.3f}" for label, score in zip(item["predictions"], item["scores"], strict=True)
             )
-            sys.stdout.write(f"{name:>16}  [{item['model']}]  {ranked}\n")
         else:
-            sys.stdout.write(f"{name:>16}  FAILED: {item['error']}\n")
+            ranked = f"[red]FAILED: {item['error']}[/red]"
+        seq = item["seq"]
+        took = f"{seconds[seq] * 1000:.0f} ms" if seq in seconds else ""
+        model = [] if one_model else [item.get("model") or ""]
+        table.add_row(names.get(seq, str(seq)), *model, ranked, took)
+    return table
+
+
+async def run_demo(
+    base_url: str, photos: Path = PHOTOS, topk: int = 5, timeout_s: float = 300.0, console: Console | None = None
+) -> list[dict[str, Any]]:
+    files = image_files([photos])
+    accepted: dict[int, float] = {}
+    seconds: dict[int, float] = {}
+    async with Client(base_url) as client:
+        session = await client.register()
+        await client.upload(session, files, topk, on_done=lambda i, _: accepted.__setitem__(i, time.monotonic()))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            items = await client.results(session, 0, len(files) - 1)
+            now = time.monotonic()
+            for item in items:
+                if item["status"] != "queued":
+                    seconds.setdefault(item["seq"], now - accepted[item["seq"]])
+            if len(seconds) == len(files):
+                break
+            if now > deadline:
+                raise TimeoutError(f"{len(seconds)} of {len(files)} results after {timeout_s:.0f}s")
+            await asyncio.sleep(0.05)
+    (console or Console()).print(demo_table(items, {i: f.name for i, f in enumerate(files)}, seconds))
     return items

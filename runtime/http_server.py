@@ -22,6 +22,7 @@ import uvicorn
 
 from functions.common import loops
 
+from .logs import configure_logging
 from .http import Gateway
 from .template import FunctionSpec
 
@@ -77,7 +78,5 @@ def http_process_main(
     """Entry point of a spawned extra HTTP process (the runtime's own process serves the same port);
     ``ready`` is set once it accepts connections."""
     os.environ.update(env)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s [http] %(name)s: %(message)s"
-    )
+    configure_logging("http")
     loops.run(_serve(functions, host, port, ready))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .lambda_event import LambdaContext
+from .logs import configure_logging
 from .loader import load_handler, load_shutdown
 from .local import ROOT, apply_environment, parameters_from_environment
 from .template import load_template
@@ -27,11 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--template", default=str(ROOT / "template.yaml"))
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     user_env = dict(os.environ)
     overrides = parameters_from_environment(load_template(args.template), user_env)
     overrides.update(kv.split("=", 1) for kv in args.param)

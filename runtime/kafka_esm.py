@@ -120,7 +120,12 @@ class EventSourceMapping:
         event = kafka_event(records, self.source, self.bootstrap)
         context = LambdaContext.for_function(self.function)
         self.invocations += 1
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.handler, event, context)
+        summary = await asyncio.get_running_loop().run_in_executor(self._executor, self.handler, event, context)
+        fields = {"function": self.function.name, "request_id": context.aws_request_id, "records": len(records)}
+        if isinstance(summary, dict):
+            fields.update({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
+        log.info("%s handled %d records: %s", self.function.name, len(records), summary, extra=fields)
+        return summary
 
     async def _deliver(self, batch: list[Record]) -> None:
         """Invoke until success; after the retry limit the records go to the DLQ (with BisectBatchOnFunctionError
@@ -128,8 +133,7 @@ class EventSourceMapping:
         attempt = 0
         while True:
             try:
-                summary = await self._invoke(batch)
-                log.info("%s handled %d records: %s", self.function.name, len(batch), summary)
+                await self._invoke(batch)
                 return
             except Exception as exc:
                 attempt += 1

@@ -21,6 +21,13 @@ def load_shutdown(spec: FunctionSpec) -> Callable[[], Any] | None:
     return hook
 
 
+def load_init(spec: FunctionSpec) -> Callable[[], Any] | None:
+    """The optional ``init`` hook beside the handler: Lambda's init phase, run once when a worker starts, so a
+    function that cannot start (e.g. an unusable model) fails before it is handed any event."""
+    hook: Callable[[], Any] | None = getattr(importlib.import_module(spec.module), "init", None)
+    return hook
+
+
 def load_asgi_app(spec: FunctionSpec) -> Any:
     module = importlib.import_module(spec.module)
     app = getattr(module, "app", None)

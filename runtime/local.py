@@ -11,10 +11,12 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 from collections.abc import Iterable, Sequence
 from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 from functions.common import loops, resources
@@ -26,6 +28,7 @@ from .http import Gateway
 from .http_server import http_process_main, listening_socket, server_for
 from .kafka_esm import RetryPolicy
 from .loader import load_handler, load_shutdown
+from .logs import configure_logging
 from .schedule import Schedule
 from .template import FunctionSpec, Template, load_template
 from .worker import WORKER_ENV, mappings_for, supervise, worker_main
@@ -67,11 +70,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--functions", default=None, metavar="NAME,...", help="run only these template functions (default: all)"
     )
     p.add_argument("--demo", action="store_true", help="upload the demo photos, print their top-k, then exit")
-    p.add_argument(
-        "--allow-random",
-        action="store_true",
-        help="with --demo: if the configured weights cannot be had, use random weights (warned)",
-    )
     return p.parse_args(argv)
 
 
@@ -116,22 +114,6 @@ def worker_count(spec: FunctionSpec, requested: int | None) -> int:
     return max(1, (os.cpu_count() or 1) // threads)  # processes x threads never exceeds the cores
 
 
-def check_weights(allow_random: bool) -> None:
-    """Fail before starting anything when the model cannot load (or switch to random weights if allowed)."""
-    from functions.infer.model import ModelUnavailable, load_classifier
-
-    settings = get_settings()
-    try:
-        load_classifier(settings.infer_model, settings.infer_weights, settings.infer_threads)
-    except ModelUnavailable as exc:
-        if not allow_random:
-            raise
-        log.warning("%s", exc)
-        log.warning("*** DEMO WITH RANDOM WEIGHTS: predictions are meaningless; set INFER_WEIGHTS for real ones ***")
-        os.environ["INFER_WEIGHTS"] = "random"
-        get_settings.cache_clear()
-
-
 async def serve(
     template: Template, bootstrap: str, args: argparse.Namespace, broker: EmbeddedBroker | None = None
 ) -> int:
@@ -159,6 +141,8 @@ async def serve(
     spawn = multiprocessing.get_context("spawn")
     for key, value in WORKER_ENV.items():  # inherited by the worker processes spawned below, from their start
         os.environ.setdefault(key, value)
+    started: Queue[tuple[int, str | None]] = spawn.Queue()
+    expected: list[str] = []
     for spec in kafka_fns:
         count = worker_count(spec, args.workers)
         if count > args.partitions:
@@ -180,11 +164,18 @@ async def serve(
                 target=worker_main,
                 name=f"{spec.name}#{index}",
                 daemon=True,
-                args=(spec, dict(os.environ), bootstrap, settings.dlq_topic, retry, index),
+                args=(spec, dict(os.environ), bootstrap, settings.dlq_topic, retry, index, started),
             )
             proc.start()
             processes.append(proc)
+            expected.append(proc.name)
         log.info("%s: %d worker processes", spec.name, count)
+    failure = await workers_started(started, expected)
+    if failure is not None:
+        log.error("%s", failure)
+        for proc in processes:
+            proc.kill()
+        return 1
 
     for spec in template.functions:
         if spec.schedules:
@@ -257,11 +248,24 @@ async def serve(
     return code
 
 
+async def workers_started(
+    started: Queue[tuple[int, str | None]], names: Sequence[str], timeout_s: float = 600.0
+) -> str | None:
+    """Wait until every worker ran its function's init; the first failure (e.g. an unusable model), or None.
+    Nothing is served before, so a request is never accepted by a system that cannot classify it."""
+    for _ in names:
+        try:
+            _, failure = await asyncio.to_thread(started.get, True, timeout_s)
+        except queue.Empty:
+            return f"workers did not start within {timeout_s:.0f} s"
+        if failure is not None:
+            return f"cannot start: {failure}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     user_env = dict(os.environ)
     broker: EmbeddedBroker | None = None
     bootstrap = user_env.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -281,8 +285,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         get_settings.cache_clear()
         log.info("functions: %s", ", ".join(f.name for f in template.functions))
         log.info("environment from template: %s", ", ".join(f"{k}={v}" for k, v in sorted(added.items())))
-        if args.demo:
-            check_weights(args.allow_random)
         return loops.run(serve(template, bootstrap, args, broker))
     finally:
         if broker is not None:

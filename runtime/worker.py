@@ -7,11 +7,14 @@ import contextlib
 import logging
 import os
 import signal
+import sys
+from multiprocessing.queues import Queue
 
 from functions.common import loops
 
+from .logs import configure_logging
 from .kafka_esm import EventSourceMapping, RetryPolicy
-from .loader import load_handler, load_shutdown
+from .loader import load_handler, load_init, load_shutdown
 from .template import FunctionSpec
 
 log = logging.getLogger(__name__)
@@ -54,13 +57,32 @@ async def _run(spec: FunctionSpec, bootstrap: str, dlq_topic: str, retry: RetryP
 WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
+def initialise(spec: FunctionSpec) -> str | None:
+    """Run the function's init hook; the reason it cannot start, or None when it is ready."""
+    try:
+        hook = load_init(spec)
+        if hook is not None:
+            hook()
+    except Exception as exc:
+        log.debug("init of %s failed", spec.name, exc_info=True)
+        return str(exc) or repr(exc)
+    return None
+
+
 def worker_main(
-    spec: FunctionSpec, env: dict[str, str], bootstrap: str, dlq_topic: str, retry: RetryPolicy | None, index: int
+    spec: FunctionSpec,
+    env: dict[str, str],
+    bootstrap: str,
+    dlq_topic: str,
+    retry: RetryPolicy | None,
+    index: int,
+    started: Queue[tuple[int, str | None]],
 ) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a spawned worker process: init (reported on ``started``), then the mappings."""
     os.environ.update(env)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s %(levelname)s [{spec.name}#{index}] %(name)s: %(message)s",
-    )
+    configure_logging(f"{spec.name}#{index}")
+    failure = initialise(spec)
+    started.put((index, failure))
+    if failure is not None:
+        sys.exit(1)
     loops.run(_run(spec, bootstrap, dlq_topic, retry))

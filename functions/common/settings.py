@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     sweep_after_s: float = Field(default=60.0, ge=0)  # a request queued this long is published again
     sweep_batch: int = Field(default=500, gt=0)
 
-    infer_model: str = "resnet50"
+    infer_model: str = "resnet50"  # functions.infer.catalog: torchvision names, efficientnet_lite0, or a model file
     infer_weights: str = "DEFAULT"
+    infer_labels: str = ""  # JSON labels of a model file or state dict; empty: the model's own
+    infer_fallback: str = "efficientnet_lite0"  # used when torchvision's weights cannot be had; empty: fail
     infer_max_batch: int = Field(default=8, gt=0)
     infer_threads: int = Field(default=1, gt=0)
     infer_decode_workers: int = Field(default=2, gt=0)

@@ -13,7 +13,8 @@ from functions.common.kafka_event import parse_messages
 from functions.common.settings import get_settings
 
 from . import service
-from .model import Classifier, load_classifier
+from .catalog import ModelSpec, load_classifier
+from .model import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,20 @@ def classifier() -> Classifier:
     global _classifier
     if _classifier is None:
         settings = get_settings()
-        _classifier = load_classifier(settings.infer_model, settings.infer_weights, settings.infer_threads)
+        spec = ModelSpec(
+            model=settings.infer_model,
+            weights=settings.infer_weights,
+            labels=settings.infer_labels or None,
+            fallback=settings.infer_fallback or None,
+            threads=settings.infer_threads,
+        )
+        _classifier = load_classifier(spec)
     return _classifier
+
+
+def init() -> None:
+    """Called by the local runtime when a worker starts (Lambda's init phase): a bad model fails before any event."""
+    classifier()
 
 
 def decode_pool() -> ThreadPoolExecutor:

@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 from torchvision.models import ResNet18_Weights
 
-from functions.infer.model import ModelUnavailable, UndecodableImage, load_classifier
+from functions.infer.catalog import ModelSpec, load_classifier
+from functions.infer.model import UndecodableImage
 from tests.helpers import image_bytes, photo
 
 
 @pytest.fixture(scope="module")
 def classifier(tiny_weights: Path):  # type: ignore[no-untyped-def]
-    return load_classifier("resnet18", str(tiny_weights), threads=1)
+    return load_classifier(ModelSpec("resnet18", str(tiny_weights)))
 
 
 def test_state_dict_file_is_loaded_exactly(classifier, tiny_weights: Path) -> None:  # type: ignore[no-untyped-def]
@@ -42,14 +43,16 @@ def test_any_colour_mode_becomes_rgb(classifier, mode: str) -> None:  # type: ig
 
 
 def test_exif_orientation_is_applied(classifier) -> None:  # type: ignore[no-untyped-def]
-    img = Image.new("RGB", (400, 200), (255, 0, 0))
-    exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90° clockwise on display
+    stored = Image.new("RGB", (400, 200), (255, 0, 0))
+    stored.paste((0, 0, 255), (0, 0, 200, 200))  # left half blue: where it ends up depends on the rotation
+    exif = stored.getexif()
+    exif[0x0112] = 6  # displayed rotated 90° clockwise: the blue half on top
     buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", exif=exif)
-    upright = Image.new("RGB", (200, 400), (255, 0, 0))
-    reference = ResNet18_Weights.IMAGENET1K_V1.transforms()(upright)
-    assert torch.allclose(classifier.preprocess(buffer.getvalue(), 10**8), reference, atol=0.1)
+    stored.save(buffer, format="PNG", exif=exif)
+    upright = stored.transpose(Image.Transpose.ROTATE_270)
+    ours = classifier.preprocess(buffer.getvalue(), 10**8)
+    assert torch.allclose(ours, ResNet18_Weights.IMAGENET1K_V1.transforms()(upright), atol=1e-5)
+    assert not torch.allclose(ours, ResNet18_Weights.IMAGENET1K_V1.transforms()(stored), atol=0.5)
 
 
 @pytest.mark.parametrize("data", [b"", b"garbage bytes", image_bytes("PNG")[:40]])
@@ -69,21 +72,3 @@ def test_predict_returns_topk_sorted_probabilities(classifier) -> None:  # type:
     assert [len(labels) for labels, _ in out] == [3, 7]
     for labels, scores in out:
         assert scores == sorted(scores, reverse=True) and len(set(labels)) == len(labels)
-
-
-def test_missing_weights_fail_clearly_unless_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _offline)
-    with pytest.raises(ModelUnavailable, match="INFER_WEIGHTS=random"):
-        load_classifier("resnet18", "DEFAULT", threads=1)
-    with pytest.raises(ModelUnavailable, match="no such file"):
-        load_classifier("resnet18", str(tmp_path / "absent.pth"), threads=1)
-    with pytest.raises(ModelUnavailable, match="not one of"):
-        load_classifier("resnet18", "NOT_A_WEIGHT", threads=1)
-    with pytest.raises(ModelUnavailable, match="INFER_MODEL"):
-        load_classifier("vgg16", "random", threads=1)
-    assert load_classifier("resnet18", "random", threads=1).name == "resnet18:random"
-
-
-def _offline(*args: object, **kwargs: object) -> None:
-    raise OSError("network is unreachable")

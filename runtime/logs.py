@@ -1,0 +1,46 @@
+"""Logging of every runtime process: quiet by default, details with ``LOG_LEVEL=DEBUG``, JSON with ``LOG_FORMAT=json``.
+
+Text lines carry the process (``[InferSelfManagedFunction#0]``); JSON lines are powertools' Lambda log format, with
+the ``extra`` fields a line adds (function, request id, record counts) as keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Chatty at INFO: one line per HTTP client request (httpx), group coordination and connections (aiokafka),
+# every pool connect and disconnect (databases).
+NOISY = ("httpx", "httpcore", "aiokafka", "databases", "asyncio", "botocore", "urllib3")
+
+
+class LogSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+
+def configure_logging(process: str | None = None, settings: LogSettings | None = None) -> None:
+    """Replace the root handler; ``process`` names this process in text lines."""
+    settings = settings or LogSettings()
+    level = logging.getLevelName(settings.log_level.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(LambdaPowertoolsFormatter(service="faasinfer", process_name=process))
+    else:
+        where = f" [{process}]" if process else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
