@@ -22,9 +22,9 @@ LAYOUTS = ((1, 2), (2, 1))  # processes x threads that fit 2 cores (2 x 2 would 
 def _worker(images: list[bytes], batch: int, threads: int, model: str, barrier: Barrier, out: Any) -> None:
     import torch
 
-    from functions.infer.model import load_classifier
+    from functions.infer.catalog import ModelSpec, load_classifier
 
-    classifier = load_classifier(model, "random", threads)
+    classifier = load_classifier(ModelSpec(model, "random", threads=threads))
     warm = torch.stack([classifier.preprocess(images[0], 10**9)] * min(batch, 2))
     classifier.predict(warm, [1] * len(warm))
     barrier.wait()

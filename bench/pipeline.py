@@ -86,9 +86,9 @@ def _db_latencies(db: Path, session: str) -> list[float]:
 
 def model_time_per_image(images: list[bytes], model: str) -> float:
     """Median seconds to decode, preprocess and classify one image alone (1 thread, as a worker does)."""
-    from functions.infer.model import load_classifier
+    from functions.infer.catalog import ModelSpec, load_classifier
 
-    classifier = load_classifier(model, "random", threads=1)
+    classifier = load_classifier(ModelSpec(model, "random", threads=1))
     times = []
     for data in images:
         started = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -22,8 +21,8 @@ import uvicorn
 
 from functions.common import loops
 
-from .logs import configure_logging
 from .http import Gateway
+from .logs import configure_logging
 from .template import FunctionSpec
 
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .lambda_event import LambdaContext
-from .logs import configure_logging
 from .loader import load_handler, load_shutdown
 from .local import ROOT, apply_environment, parameters_from_environment
+from .logs import configure_logging
 from .template import load_template
 
 

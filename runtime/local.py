@@ -173,8 +173,8 @@ async def serve(
     failure = await workers_started(started, expected)
     if failure is not None:
         log.error("%s", failure)
-        for proc in processes:
-            proc.kill()
+        for worker in processes:
+            worker.kill()
         return 1
 
     for spec in template.functions:

@@ -25,6 +25,11 @@ class LogSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
 
 
+def _with_logger_name(record: logging.LogRecord) -> bool:
+    record.logger = record.name  # an extra attribute: powertools puts it beside the message
+    return True
+
+
 def configure_logging(process: str | None = None, settings: LogSettings | None = None) -> None:
     """Replace the root handler; ``process`` names this process in text lines."""
     settings = settings or LogSettings()
@@ -34,6 +39,7 @@ def configure_logging(process: str | None = None, settings: LogSettings | None =
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(LambdaPowertoolsFormatter(service="faasinfer", process_name=process))
+        handler.addFilter(_with_logger_name)
     else:
         where = f" [{process}]" if process else ""
         handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"))

@@ -12,9 +12,9 @@ from multiprocessing.queues import Queue
 
 from functions.common import loops
 
-from .logs import configure_logging
 from .kafka_esm import EventSourceMapping, RetryPolicy
 from .loader import load_handler, load_init, load_shutdown
+from .logs import configure_logging
 from .template import FunctionSpec
 
 log = logging.getLogger(__name__)

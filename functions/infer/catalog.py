@@ -167,7 +167,7 @@ def _own_file(path: Path, labels_file: str | None) -> Classifier:
         else:  # TorchScript is deprecated upstream but is what TorchServe users have: accepted, said once
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                net = torch.jit.load(path, map_location="cpu").eval()
+                net = torch.jit.load(path, map_location="cpu").eval()  # type: ignore[no-untyped-call]
             log.info("INFER_MODEL=%s: TorchScript (deprecated by PyTorch; torch.export .pt2 is its successor)", path)
     except Exception as exc:
         raise ModelUnavailable(f"INFER_MODEL={path}: not a TorchScript or torch.export (.pt2) file ({exc})") from exc

@@ -23,7 +23,7 @@ CATS = {"Egyptian cat", "tabby", "tiger cat"}
 
 
 def _top1(classifier: Classifier, data: bytes) -> tuple[str, float]:
-    (labels, scores), = classifier.predict(classifier.preprocess(data, 10**8).unsqueeze(0), [1])
+    ((labels, scores),) = classifier.predict(classifier.preprocess(data, 10**8).unsqueeze(0), [1])
     return labels[0], scores[0]
 
 
@@ -36,7 +36,9 @@ def lite0() -> Classifier:
     ("name", "expected"),
     [("chelsea.jpg", CATS), ("coffee.jpg", {"espresso"}), ("rocket.jpg", {"missile", "projectile"})],
 )
-def test_packaged_efficientnet_lite0_gives_real_labels_offline(lite0: Classifier, name: str, expected: set[str]) -> None:
+def test_packaged_efficientnet_lite0_gives_real_labels_offline(
+    lite0: Classifier, name: str, expected: set[str]
+) -> None:
     label, score = _top1(lite0, photo(name))
     assert label in expected, (name, label, score)
     assert score > 0.3
@@ -93,7 +95,7 @@ def test_torchvision_models_load_with_their_own_transforms_and_categories(arch: 
     data = photo("chelsea.jpg")
     expected = reference.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
     assert torch.equal(classifier.preprocess(data, 10**8), expected)
-    (labels, scores), = classifier.predict(expected.unsqueeze(0), [5])
+    ((labels, scores),) = classifier.predict(expected.unsqueeze(0), [5])
     assert len(labels) == 5 and scores == sorted(scores, reverse=True)
 
 
@@ -194,7 +196,7 @@ def test_unusable_model_files_fail_clearly(tmp_path: Path) -> None:
         load_classifier(ModelSpec(str(tmp_path / "absent.pt"), labels=str(labels)))
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"junk")
-    with pytest.raises(ModelUnavailable, match="not a TorchScript or torch.export"):
+    with pytest.raises(ModelUnavailable, match=r"not a TorchScript or torch\.export"):
         load_classifier(ModelSpec(str(junk), labels=str(labels)))
 
 
@@ -206,7 +208,7 @@ def test_state_dict_with_own_labels(tmp_path: Path) -> None:
     labels.write_text(json.dumps(["ant", "bee", "cicada"]))
     classifier = load_classifier(ModelSpec("resnet18", str(weights), labels=str(labels)))
     assert list(classifier.labels) == ["ant", "bee", "cicada"]
-    (ranked, _), = classifier.predict(classifier.preprocess(image_bytes("PNG", (256, 256)), 10**8)[None], [3])
+    ((ranked, _),) = classifier.predict(classifier.preprocess(image_bytes("PNG", (256, 256)), 10**8)[None], [3])
     assert sorted(ranked) == ["ant", "bee", "cicada"]
 
 
