@@ -88,6 +88,11 @@ class DatabaseStore:
             await self._db.connect()
             if self.is_sqlite:
                 await self._db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
+            # Deployed functions have no setup step: the tables are created (if missing) when a process first
+            # connects, i.e. once per cold start; CREATE TABLE IF NOT EXISTS is idempotent and concurrent-safe.
+            async with self._db.connection() as connection:
+                for statement in SCHEMA:
+                    await self._sql.execute(connection, statement)
         return self._db
 
     async def _io(self, operation: Callable[[Connection], Awaitable[T]]) -> T:

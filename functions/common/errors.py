@@ -31,6 +31,12 @@ class UnsupportedMedia(ServiceError):
     status_code = 415
 
 
+class Misconfigured(ServiceError):
+    """A setting the deployment must provide is missing; the message names the template parameter."""
+
+    status_code = 503
+
+
 _INFRA_ERRORS: tuple[type[BaseException], ...] | None = None
 
 

@@ -18,7 +18,8 @@ from .blobs import BlobStore, blob_store_from_url
 from .db import DatabaseStore, Store
 from .producer import Producer
 from .secrets import database_url_from_secret
-from .settings import get_settings
+from .errors import Misconfigured
+from .settings import LOCAL_DATABASE_URL, get_settings
 
 T = TypeVar("T")
 
@@ -41,11 +42,19 @@ class PerLoop(Generic[T]):
 
 
 def database_url() -> str:
-    """``DATABASE_URL``, or the MariaDB URL from ``DATABASE_SECRET_ARN`` when that is set."""
+    """The MariaDB URL from ``DATABASE_SECRET_ARN`` when that is set, else ``DATABASE_URL``; both empty means the
+    local SQLite file, which a Lambda function cannot share with the others: there it is an error naming both."""
     settings = get_settings()
     if settings.database_secret_arn:
         return database_url_from_secret(settings.database_secret_arn)
-    return settings.database_url
+    if settings.database_url:
+        return settings.database_url
+    if settings.aws_lambda_function_name:
+        raise Misconfigured(
+            "no results database configured: DATABASE_URL and DATABASE_SECRET_ARN are empty "
+            "(set the template parameter DatabaseUrl or DatabaseSecretArn)"
+        )
+    return LOCAL_DATABASE_URL
 
 
 store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(database_url()))

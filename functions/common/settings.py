@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path(".faasinfer")
+LOCAL_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_HOME / 'faasinfer.db'}"
 
 
 class Settings(BaseSettings):
@@ -16,7 +17,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
-    database_url: str = Field(default=f"sqlite+aiosqlite:///{DEFAULT_HOME / 'faasinfer.db'}")
+    database_url: str = ""  # empty (as an unset template parameter arrives): LOCAL_DATABASE_URL, off Lambda only
     database_secret_arn: str | None = None  # when set, the MariaDB URL comes from this Secrets Manager secret
     blob_url: str = Field(default=f"file://{DEFAULT_HOME / 'blobs'}")
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
 
     sweep_after_s: float = Field(default=60.0, ge=0)  # a request queued this long is published again
     sweep_batch: int = Field(default=500, gt=0)
+
+    aws_lambda_function_name: str | None = None  # set by Lambda (and by the local runtime per function)
 
     infer_model: str = "resnet50"  # functions.infer.catalog: torchvision names, efficientnet_lite0, or a model file
     infer_weights: str = "DEFAULT"
