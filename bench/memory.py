@@ -3,7 +3,7 @@
 ``python -m bench.memory [--images N] [--batch B]``. Runs the real infer handler in this process on Lambda
 Kafka events of B records each (photos of mixed sizes from the blob store, results published to the
 embedded broker) and reports RSS after warm-up, half-way and at the end, in a fresh interpreter started with
-the environment the runtime gives infer workers (``WORKER_ENV``: ``MALLOC_ARENA_MAX=2``).
+the malloc setting the template gives the infer function (``MALLOC_ARENA_MAX=2``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from bench.common import photos, table
 from runtime.broker import EmbeddedBroker, ensure_topics
-from runtime.worker import WORKER_ENV
+from runtime.template import load_template
+
+
+def _infer_malloc_env() -> dict[str, str]:
+    infer = load_template(Path(__file__).resolve().parent.parent / "template.yaml").function("InferSelfManagedFunction")
+    return {"MALLOC_ARENA_MAX": infer.env["MALLOC_ARENA_MAX"]}
 
 
 def rss_mib() -> float:
@@ -59,7 +65,7 @@ def run(n_images: int, batch: int, model: str) -> dict[str, float]:
     args = ["--images", str(n_images), "--batch", str(batch), "--model", model, "--json"]
     done = subprocess.run(
         [sys.executable, "-m", "bench.memory", *args],
-        env={**os.environ, **WORKER_ENV},
+        env={**os.environ, **_infer_malloc_env()},
         capture_output=True,
         text=True,
         check=True,
@@ -79,10 +85,10 @@ def _measure(n_images: int, batch: int, model: str) -> dict[str, float]:
             INFER_THREADS="1",
         )
         from functions.common.blobs import blob_store_from_url
-        from functions.common.settings import get_settings
+        from functions.common.settings import reset_settings
         from functions.infer import app
 
-        get_settings.cache_clear()
+        reset_settings()
         blobs = blob_store_from_url(f"file://{tmp}")
         images = photos(50, seed=2)
         for i, data in enumerate(images):

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from multiprocessing.synchronize import Event
 
 import uvicorn
 
-from functions.common import loops
+from functions.common import loops, resources
 
-from .http import Gateway
+from .gateway import ApiGateway
+from .invoker import LocalFunction
 from .logs import configure_logging
 from .template import FunctionSpec
 
@@ -49,14 +49,24 @@ def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
     return sock
 
 
-def server_for(gateway: Gateway) -> Server:
+def server_for(gateway: ApiGateway) -> Server:
     """uvicorn serving ``gateway`` on the sockets given to ``serve`` (``listening_socket``)."""
     return Server(uvicorn.Config(gateway, lifespan="off", log_level="warning"))
 
 
-async def _serve(functions: tuple[FunctionSpec, ...], host: str, port: int, ready: Event) -> None:
+Environments = Sequence[tuple[FunctionSpec, Mapping[str, str]]]  # each function with its own environment
+
+
+def http_functions(environments: Environments, instances: int) -> tuple[ApiGateway, list[LocalFunction]]:
+    """The gateway and the functions behind it: ``instances`` execution environments (threads) per function."""
+    functions = [LocalFunction(spec, env, instances, thread_setup=resources.thread_loop) for spec, env in environments]
+    routes = {(route.method, route.path): f for f in functions for route in f.spec.routes}
+    return ApiGateway(routes), functions
+
+
+async def _serve(environments: Environments, instances: int, host: str, port: int, ready: Event) -> None:
     sock = listening_socket(host, port, shared=True)
-    gateway = Gateway(functions)
+    gateway, functions = http_functions(environments, instances)
     server = server_for(gateway)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -68,14 +78,11 @@ async def _serve(functions: tuple[FunctionSpec, ...], host: str, port: int, read
         ready.set()
         await serving
     finally:
-        await gateway.shutdown()
+        await asyncio.gather(*(f.stop() for f in functions))
 
 
-def http_process_main(
-    functions: tuple[FunctionSpec, ...], env: dict[str, str], host: str, port: int, ready: Event
-) -> None:
+def http_process_main(environments: Environments, instances: int, host: str, port: int, ready: Event) -> None:
     """Entry point of a spawned extra HTTP process (the runtime's own process serves the same port);
     ``ready`` is set once it accepts connections."""
-    os.environ.update(env)
     configure_logging("http")
-    loops.run(_serve(functions, host, port, ready))
+    loops.run(_serve(environments, instances, host, port, ready))

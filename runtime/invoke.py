@@ -1,7 +1,7 @@
 """``python -m runtime.invoke FUNCTION --event FILE``: one invocation, like ``sam local invoke``.
 
-The function is looked up in ``template.yaml``; its template environment is applied under the caller's.
-The handler's return value is printed as JSON.
+The function is looked up in ``template.yaml`` and invoked the way every local trigger invokes it (its own
+environment, Lambda's context, its ``Timeout``); the handler's return value is printed as JSON.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .lambda_event import LambdaContext
-from .loader import load_handler, load_shutdown
-from .local import ROOT, apply_environment, parameters_from_environment
+from functions.common import loops, resources
+
+from .environment import ROOT, declared_names, function_environment, local_parameters
+from .invoker import LocalFunction
 from .logs import configure_logging
 from .template import load_template
 
@@ -28,20 +30,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     args = p.parse_args(argv)
     configure_logging()
-    user_env = dict(os.environ)
-    overrides = parameters_from_environment(load_template(args.template), user_env)
-    overrides.update(kv.split("=", 1) for kv in args.param)
-    template = load_template(args.template, overrides)
+    shell = dict(os.environ)
+    overrides = dict(kv.split("=", 1) for kv in args.param)
+    template = load_template(args.template, local_parameters(load_template(args.template), shell, overrides))
     spec = template.function(args.function)
-    apply_environment([spec], user_env)
-    text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
-    handler = load_handler(spec)
-    try:
-        result = handler(json.loads(text), LambdaContext.for_function(spec))
-    finally:
-        shutdown = load_shutdown(spec)
-        if shutdown is not None and not spec.routes:
-            shutdown()
+    environment = function_environment(spec, shell, declared_names(template.functions))
+    event = json.loads(sys.stdin.read() if args.event == "-" else Path(args.event).read_text())
+
+    async def invoke() -> Any:
+        function = LocalFunction(spec, environment, thread_setup=resources.thread_loop)
+        try:
+            return await function.invoke(event)
+        finally:
+            await function.stop()
+
+    result = loops.run(invoke())
     sys.stdout.write(json.dumps(result, default=str) + "\n")
     return 0
 

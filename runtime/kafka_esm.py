@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from .lambda_event import LambdaContext, Record, kafka_event
-from .template import FunctionSpec, KafkaSource
+from .invoker import LocalFunction
+from .lambda_event import Record, kafka_event
+from .template import KafkaSource
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[dict[str, Any], Any], Any]
 
 # How long the broker may hold an empty fetch. Tansu re-checks for data within that time at coarse steps, so
 # it bounds how long a record waits on an idle partition; every expired fetch costs CPU in the consumer and
@@ -41,25 +40,23 @@ class EventSourceMapping:
 
     def __init__(
         self,
-        function: FunctionSpec,
+        function: LocalFunction,
         source: KafkaSource,
-        handler: Handler,
         bootstrap: str,
         dlq_topic: str,
         retry: RetryPolicy | None = None,
-        shutdown: Callable[[], Any] | None = None,
     ) -> None:
-        self.function = function
+        self.target = function
+        self.function = function.spec
         self.source = source
-        self.handler = handler
-        self.shutdown = shutdown
         self.bootstrap = bootstrap
         self.dlq_topic = dlq_topic
         self.retry = retry or RetryPolicy(max_retries=source.max_retries if source.max_retries is not None else 3)
-        # Handlers are synchronous Lambda handlers with their own persistent loop: one thread keeps it theirs.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"fn-{function.name}")
-        self.invocations = 0
         self.consumer: AIOKafkaConsumer | None = None  # while running: for status and tests
+
+    @property
+    def invocations(self) -> int:
+        return self.target.invocations
 
     def _consumer(self) -> AIOKafkaConsumer:
         # A batch may be retried several times; the group must not evict us meanwhile.
@@ -98,9 +95,6 @@ class EventSourceMapping:
         finally:
             self.consumer = None
             await consumer.stop()
-            if self.shutdown is not None:
-                await asyncio.get_running_loop().run_in_executor(self._executor, self.shutdown)
-            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Record]:
         """Up to BatchSize records; the batching window starts with the first record, as Lambda's does."""
@@ -118,10 +112,9 @@ class EventSourceMapping:
 
     async def _invoke(self, records: Sequence[Record]) -> Any:
         event = kafka_event(records, self.source, self.bootstrap)
-        context = LambdaContext.for_function(self.function)
-        self.invocations += 1
-        summary = await asyncio.get_running_loop().run_in_executor(self._executor, self.handler, event, context)
-        fields = {"function": self.function.name, "request_id": context.aws_request_id, "records": len(records)}
+        request_id = str(uuid.uuid4())
+        summary = await self.target.invoke(event, request_id)
+        fields = {"function": self.function.name, "request_id": request_id, "records": len(records)}
         if isinstance(summary, dict):
             fields.update({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
         log.info("%s handled %d records: %s", self.function.name, len(records), summary, extra=fields)

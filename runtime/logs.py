@@ -14,8 +14,8 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Chatty at INFO: one line per HTTP client request (httpx), group coordination and connections (aiokafka),
-# every pool connect and disconnect (databases).
-NOISY = ("httpx", "httpcore", "aiokafka", "databases", "asyncio", "botocore", "urllib3")
+# every pool connect and disconnect (databases), every request (mangum).
+NOISY = ("httpx", "httpcore", "aiokafka", "databases", "mangum", "asyncio", "botocore", "urllib3")
 
 
 class LogSettings(BaseSettings):

@@ -1,17 +1,14 @@
-"""Emulates EventBridge schedules (``rate(...)``): invoke the handler with a Scheduled Event, periodically."""
+"""Emulates EventBridge schedules (``rate(...)``): invoke the function with a Scheduled Event, periodically."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from .kafka_esm import Handler
-from .lambda_event import LambdaContext
+from .invoker import LocalFunction
 from .template import FunctionSpec, ScheduleSource
 
 log = logging.getLogger(__name__)
@@ -34,36 +31,23 @@ def scheduled_event(function: FunctionSpec, source: ScheduleSource) -> dict[str,
 class Schedule:
     """``await Schedule(...).run()`` until cancelled; a failing invocation is logged, the next one comes anyway."""
 
-    def __init__(
-        self,
-        function: FunctionSpec,
-        source: ScheduleSource,
-        handler: Handler,
-        interval_s: float | None = None,
-        shutdown: Callable[[], Any] | None = None,
-    ) -> None:
-        self.function, self.source, self.handler, self.shutdown = function, source, handler, shutdown
+    def __init__(self, function: LocalFunction, source: ScheduleSource, interval_s: float | None = None) -> None:
+        self.target, self.function, self.source = function, function.spec, source
         self.interval_s = interval_s or source.interval_s
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"fn-{function.name}")
-        self.invocations = 0
+
+    @property
+    def invocations(self) -> int:
+        return self.target.invocations
 
     async def run(self) -> None:
         if self.interval_s is None:
             log.warning("%s: %s is not emulated locally (rate() only)", self.function.name, self.source.expression)
             return
         log.info("%s every %.0fs (%s)", self.function.name, self.interval_s, self.source.expression)
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                await asyncio.sleep(self.interval_s)
-                event, context = scheduled_event(self.function, self.source), LambdaContext.for_function(self.function)
-                self.invocations += 1
-                try:
-                    result = await loop.run_in_executor(self._executor, self.handler, event, context)
-                    log.info("%s: %s", self.function.name, result)
-                except Exception:  # like EventBridge: the failure is logged, the schedule goes on
-                    log.exception("%s failed", self.function.name)
-        finally:
-            if self.shutdown is not None and self.invocations:
-                await loop.run_in_executor(self._executor, self.shutdown)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                result = await self.target.invoke(scheduled_event(self.function, self.source))
+                log.info("%s: %s", self.function.name, result)
+            except Exception:  # like EventBridge: the failure is logged, the schedule goes on
+                log.exception("%s failed", self.function.name)

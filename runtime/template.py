@@ -100,6 +100,7 @@ class FunctionSpec:
     kafka: tuple[KafkaSource, ...] = ()
     schedules: tuple[ScheduleSource, ...] = ()
     local_workers: str | None = None  # Metadata.LocalWorkers: "auto" or a count
+    runtime: str = "python3.11"  # Runtime, or "image" for PackageType: Image
     env_parameters: dict[str, str] = field(default_factory=dict)  # env var -> the Parameter it is a !Ref of
 
     @property
@@ -227,7 +228,7 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
     }
     for key, raw_value in {**global_env, **own_env}.items():
         value = r.value(raw_value)
-        if value is not None and not isinstance(value, Unresolved) and str(value) != "":
+        if value is not None and not isinstance(value, Unresolved):  # "" stays "", as AWS passes it
             env[key] = str(value)
     handler = props.get("Handler") or ((props.get("ImageConfig") or {}).get("Command") or [None])[0]
     if not handler:
@@ -255,6 +256,7 @@ def _function(name: str, resource: dict[str, Any], globals_: dict[str, Any], r: 
         kafka=tuple(kafka),
         schedules=tuple(schedules),
         local_workers=None if metadata.get("LocalWorkers") is None else str(metadata["LocalWorkers"]),
+        runtime="image" if props.get("PackageType") == "Image" else str(props.get("Runtime", globals_.get("Runtime"))),
         env_parameters=env_parameters,
     )
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
-import os
 import signal
 import sys
+from collections.abc import Mapping
 from multiprocessing.queues import Queue
 
-from functions.common import loops
+from functions.common import loops, resources
 
+from .invoker import LocalFunction
 from .kafka_esm import EventSourceMapping, RetryPolicy
-from .loader import load_handler, load_init, load_shutdown
 from .logs import configure_logging
 from .template import FunctionSpec
 
@@ -33,14 +34,23 @@ async def supervise(mapping: EventSourceMapping, restart_delay_s: float = 2.0) -
 
 
 def mappings_for(
-    spec: FunctionSpec, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None
+    function: LocalFunction, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None
 ) -> list[EventSourceMapping]:
-    handler, shutdown = load_handler(spec), load_shutdown(spec)
-    return [EventSourceMapping(spec, source, handler, bootstrap, dlq_topic, retry, shutdown) for source in spec.kafka]
+    return [EventSourceMapping(function, source, bootstrap, dlq_topic, retry) for source in function.spec.kafka]
 
 
-async def _run(spec: FunctionSpec, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None) -> None:
-    tasks = [asyncio.create_task(supervise(m)) for m in mappings_for(spec, bootstrap, dlq_topic, retry)]
+def _limit_malloc_arenas(environment: Mapping[str, str]) -> None:
+    """glibc reads MALLOC_ARENA_MAX only at process start; the function's value (template: infer) is applied with
+    mallopt instead, before any decode thread exists. Every decode thread otherwise gets its own arena; with images
+    of many sizes they fragment and RSS creeps up (bench/memory.py: +294 MiB over 1,000 images, +34 with two)."""
+    value = environment.get("MALLOC_ARENA_MAX", "")
+    if value.isdigit() and sys.platform == "linux":
+        m_arena_max = -8
+        ctypes.CDLL("libc.so.6").mallopt(m_arena_max, int(value))
+
+
+async def _run(function: LocalFunction, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None) -> None:
+    tasks = [asyncio.create_task(supervise(m)) for m in mappings_for(function, bootstrap, dlq_topic, retry)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -50,28 +60,22 @@ async def _run(spec: FunctionSpec, bootstrap: str, dlq_topic: str, retry: RetryP
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*tasks)
+    await function.stop()
 
 
-# glibc gives every decode thread its own malloc arena; with images of many sizes they fragment and RSS creeps
-# up (bench/memory.py: +294 MiB over 1,000 images, +34 MiB with two arenas). Read by glibc at process start.
-WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
-
-
-def initialise(spec: FunctionSpec) -> str | None:
-    """Run the function's init hook; the reason it cannot start, or None when it is ready."""
+async def _start(function: LocalFunction) -> str | None:
+    """Run the function's init; the reason it cannot start, or None when it is ready."""
     try:
-        hook = load_init(spec)
-        if hook is not None:
-            hook()
+        await function.start()
     except Exception as exc:
-        log.debug("init of %s failed", spec.name, exc_info=True)
+        log.debug("init of %s failed", function.spec.name, exc_info=True)
         return str(exc) or repr(exc)
     return None
 
 
 def worker_main(
     spec: FunctionSpec,
-    env: dict[str, str],
+    environment: dict[str, str],
     bootstrap: str,
     dlq_topic: str,
     retry: RetryPolicy | None,
@@ -79,10 +83,16 @@ def worker_main(
     started: Queue[tuple[int, str | None]],
 ) -> None:
     """Entry point of a spawned worker process: init (reported on ``started``), then the mappings."""
-    os.environ.update(env)
     configure_logging(f"{spec.name}#{index}")
-    failure = initialise(spec)
-    started.put((index, failure))
-    if failure is not None:
-        sys.exit(1)
-    loops.run(_run(spec, bootstrap, dlq_topic, retry))
+    _limit_malloc_arenas(environment)
+
+    async def main() -> None:
+        function = LocalFunction(spec, environment, thread_setup=resources.thread_loop)
+        failure = await _start(function)
+        started.put((index, failure))
+        if failure is not None:
+            await function.stop()
+            sys.exit(1)
+        await _run(function, bootstrap, dlq_topic, retry)
+
+    loops.run(main())

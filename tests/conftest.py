@@ -15,7 +15,7 @@ from databases import Database
 
 from functions.common import resources
 from functions.common.db import DatabaseStore
-from functions.common.settings import get_settings
+from functions.common.settings import reset_settings
 from runtime.broker import EmbeddedBroker, ensure_topics
 from tests.helpers import apply_env, unique
 
@@ -117,7 +117,7 @@ def configured(
     yield env
     resources.close_thread_loop()
     resources.reset_all()
-    get_settings.cache_clear()
+    reset_settings()
 
 
 async def _reset_schema(url: str) -> None:

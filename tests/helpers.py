@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from PIL import Image
 
 from functions.common import resources
-from functions.common.settings import get_settings
+from functions.common.settings import reset_settings
 
 EVENTS = Path(__file__).parent / "events"
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
@@ -52,7 +52,7 @@ def apply_env(monkeypatch: Any, **env: str) -> None:
     """Set environment variables the settings read, and forget cached settings and resources."""
     for key, value in env.items():
         monkeypatch.setenv(key.upper(), value)
-    get_settings.cache_clear()
+    reset_settings()
     resources.reset_all()
 
 

@@ -16,9 +16,9 @@ from typing import Any, Generic, TypeVar
 from . import loops
 from .blobs import BlobStore, blob_store_from_url
 from .db import DatabaseStore, Store
+from .errors import Misconfigured
 from .producer import Producer
 from .secrets import database_url_from_secret
-from .errors import Misconfigured
 from .settings import LOCAL_DATABASE_URL, get_settings
 
 T = TypeVar("T")
@@ -82,13 +82,19 @@ async def aclose() -> None:
 _local = threading.local()
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on this thread's persistent loop, as a Lambda handler must (resources outlive the call)."""
+def thread_loop() -> asyncio.AbstractEventLoop:
+    """This thread's persistent loop, also its current event loop (the one Mangum runs an HTTP handler on)."""
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
         loop = loops.new_event_loop()
         _local.loop = loop
-    return loop.run_until_complete(coro)
+        asyncio.set_event_loop(loop)
+    return loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on this thread's persistent loop, as a Lambda handler must (resources outlive the call)."""
+    return thread_loop().run_until_complete(coro)
 
 
 def close_thread_loop() -> None:

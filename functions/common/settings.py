@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_HOME = Path(".faasinfer")
 LOCAL_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_HOME / 'faasinfer.db'}"
@@ -48,8 +51,58 @@ class Settings(BaseSettings):
     infer_threads: int = Field(default=1, gt=0)
     infer_decode_workers: int = Field(default=2, gt=0)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _FunctionEnvironment(settings_cls)
 
-@lru_cache(maxsize=1)
+
+# The environment of the function the current thread runs. On Lambda (and in the artifact tests) it is unset and
+# the process environment is the function's own; the local runtime runs several functions in one process and gives
+# each handler thread its function's environment here, so no function sees another's variables and nothing writes
+# os.environ.
+_function_environment: ContextVar[Mapping[str, str] | None] = ContextVar("function_environment", default=None)
+
+
+class _FunctionEnvironment(EnvSettingsSource):
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environment = _function_environment.get()
+        if environment is None:
+            return super()._load_env_vars()
+        return {key.lower(): value for key, value in environment.items()}
+
+
+def use_function_environment(environment: Mapping[str, str]) -> None:
+    """From now on this thread (and the tasks it starts) reads its settings from ``environment``."""
+    _function_environment.set(MappingProxyType(dict(environment)))
+
+
+def settings_from(environment: Mapping[str, str]) -> Settings:
+    """The settings a function with this environment reads (for the runtime that places it)."""
+    token = _function_environment.set(MappingProxyType(dict(environment)))
+    try:
+        return Settings()
+    finally:
+        _function_environment.reset(token)
+
+
 def get_settings() -> Settings:
-    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
+    """The settings of the function this thread runs, read once per environment."""
+    environment = _function_environment.get()
+    return _settings(None if environment is None else frozenset(environment.items()))
+
+
+@lru_cache(maxsize=64)
+def _settings(environment: frozenset[tuple[str, str]] | None) -> Settings:
     return Settings()
+
+
+def reset_settings() -> None:
+    """Forget what was read (tests change the process environment between cases)."""
+    _settings.cache_clear()

@@ -53,5 +53,5 @@ app = Starlette(
 
 handler = Mangum(app, lifespan="off")
 
-# Called by the local runtime on its serving loop at exit (Lambda has no such moment: it freezes the process).
-shutdown = resources.aclose
+# Called by the local runtime from each handler thread at exit (Lambda has no such moment: it freezes the process).
+shutdown = resources.close_thread_loop

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aws_lambda_powertools.utilities.parser.models import KafkaMskEventModel, KafkaSelfManagedEventModel
 
 from runtime.broker import ensure_topics
+from runtime.invoker import LocalFunction
 from runtime.kafka_esm import EventSourceMapping, RetryPolicy
 from runtime.template import FunctionSpec, KafkaSource, load_template
 from runtime.worker import mappings_for
@@ -29,8 +30,13 @@ def _fresh_recording() -> None:
     recording.reset()
 
 
-def _spec(source: KafkaSource) -> FunctionSpec:
-    return FunctionSpec("RecordingFunction", "tests.runtime.recording.handler", timeout_s=5, kafka=(source,))
+def _spec(source: KafkaSource, handler: str = "handler") -> FunctionSpec:
+    return FunctionSpec("RecordingFunction", f"tests.runtime.recording.{handler}", timeout_s=5, kafka=(source,))
+
+
+def _function(source: KafkaSource, handler: str = "handler") -> LocalFunction:
+    """The recording function, invoked as the runtime invokes every function."""
+    return LocalFunction(_spec(source, handler), {})
 
 
 def _source(topic: str, kind: str = "SelfManagedKafka", batch: int = 4, window: float = 0.2) -> KafkaSource:
@@ -93,7 +99,7 @@ async def test_batches_respect_size_validate_and_commit(broker: str, kind: str) 
     topic = unique("esm")
     await ensure_topics(broker, {topic: 1})
     source = _source(topic, kind, batch=4)
-    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"))
+    mapping = EventSourceMapping(_function(source), source, broker, unique("dlq"))
     await _produce(broker, topic, 10)
 
     async def body() -> None:
@@ -114,7 +120,7 @@ async def test_batching_window_gathers_records_into_one_invocation(broker: str) 
     topic = unique("window")
     await ensure_topics(broker, {topic: 1})
     source = _source(topic, batch=100, window=3.0)
-    mapping = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"))
+    mapping = EventSourceMapping(_function(source), source, broker, unique("dlq"))
 
     async def body() -> None:
         await _produce(broker, topic, 3)
@@ -132,7 +138,7 @@ async def test_failing_batch_is_retried_then_succeeds(broker: str) -> None:
     recording.reset(failures=2)
     source = _source(topic)
     mapping = EventSourceMapping(
-        _spec(source), source, recording.handler, broker, unique("dlq"), RetryPolicy(max_retries=3, backoff_s=0.05)
+        _function(source), source, broker, unique("dlq"), RetryPolicy(max_retries=3, backoff_s=0.05)
     )
     await _produce(broker, topic, 3)
 
@@ -150,9 +156,7 @@ async def test_exhausted_retries_send_records_to_the_dlq_and_move_on(broker: str
     await ensure_topics(broker, {topic: 1, dlq: 1})
     recording.reset(failures=-1)  # always fail
     source = _source(topic, batch=10)
-    mapping = EventSourceMapping(
-        _spec(source), source, recording.handler, broker, dlq, RetryPolicy(max_retries=2, backoff_s=0.05)
-    )
+    mapping = EventSourceMapping(_function(source), source, broker, dlq, RetryPolicy(max_retries=2, backoff_s=0.05))
     await _produce(broker, topic, 2)
 
     dead: list[Any] = []
@@ -177,14 +181,14 @@ async def test_nothing_is_committed_while_the_handler_keeps_failing(broker: str)
     recording.reset(failures=-1)
     source = _source(topic)
     mapping = EventSourceMapping(
-        _spec(source), source, recording.handler, broker, unique("dlq"), RetryPolicy(max_retries=1000, backoff_s=0.05)
+        _function(source), source, broker, unique("dlq"), RetryPolicy(max_retries=1000, backoff_s=0.05)
     )
     await _produce(broker, topic, 2)
     await _running(mapping, lambda: _until(lambda: mapping.invocations >= 3))
     assert await _committed(broker, source.group_id, topic, 1) == [None]
 
     recording.reset()  # the next owner of the group gets the records again
-    again = EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq"))
+    again = EventSourceMapping(_function(source), source, broker, unique("dlq"))
     await _running(again, lambda: _until(lambda: len(_values(recording.EVENTS)) >= 2))
     assert _values(recording.EVENTS) == ["v0", "v1"]
 
@@ -193,7 +197,7 @@ async def test_two_workers_in_one_group_share_partitions(broker: str) -> None:
     topic = unique("shared")
     await ensure_topics(broker, {topic: 4})
     source = _source(topic, batch=5)
-    workers = [EventSourceMapping(_spec(source), source, recording.handler, broker, unique("dlq")) for _ in range(2)]
+    workers = [EventSourceMapping(_function(source), source, broker, unique("dlq")) for _ in range(2)]
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
 
@@ -242,7 +246,7 @@ Outputs:""",
     )
     edited.write_text(text)
     spec = load_template(edited, {"KafkaBootstrapServers": broker}).function("AuditFunction")
-    [mapping] = mappings_for(spec, broker, unique("dlq"), None)
+    [mapping] = mappings_for(LocalFunction(spec, {}), broker, unique("dlq"), None)
     await _produce(broker, topic, 5)
     await _running(mapping, lambda: _until(lambda: len(_values(recording.EVENTS)) >= 5))
     assert [len(e["records"][f"{topic}-0"]) for e in recording.EVENTS] in ([2, 2, 1], [1, 2, 2], [2, 1, 2])
@@ -257,8 +261,8 @@ async def test_schedule_invokes_with_eventbridge_events() -> None:
 
     source = ScheduleSource("EveryMinute", "rate(1 minute)")
     assert source.interval_s == 60.0 and ScheduleSource("x", "cron(0 * * * ? *)").interval_s is None
-    spec = FunctionSpec("SweeperFunction", "tests.runtime.recording.handler", schedules=(source,))
-    schedule = Schedule(spec, source, lambda event, context: recording.EVENTS.append(event), interval_s=0.05)
+    spec = FunctionSpec("SweeperFunction", "tests.runtime.recording.append_event", schedules=(source,))
+    schedule = Schedule(LocalFunction(spec, {}), source, interval_s=0.05)
     task = asyncio.create_task(schedule.run())
     try:
         await _until(lambda: len(recording.EVENTS) >= 2)
@@ -270,14 +274,6 @@ async def test_schedule_invokes_with_eventbridge_events() -> None:
         assert parsed.detail_type == "Scheduled Event" and parsed.source == "aws.events"
 
 
-def _poison_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    values = _values([event])
-    if "v2" in values:
-        raise RuntimeError("poison record in batch")
-    recording.EVENTS.append(event)
-    return {"records": len(values)}
-
-
 async def test_bisect_on_error_isolates_the_poison_record(broker: str) -> None:
     topic, dlq = unique("bisect"), unique("dlq")
     await ensure_topics(broker, {topic: 1, dlq: 1})
@@ -285,7 +281,7 @@ async def test_bisect_on_error_isolates_the_poison_record(broker: str) -> None:
         "Events", "SelfManagedKafka", topic, 4, 0.5, "TRIM_HORIZON", unique("group"), bisect_on_error=True
     )
     mapping = EventSourceMapping(
-        _spec(source), source, _poison_handler, broker, dlq, RetryPolicy(max_retries=0, backoff_s=0.01)
+        _function(source, "poison_handler"), source, broker, dlq, RetryPolicy(max_retries=0, backoff_s=0.01)
     )
     await _produce(broker, topic, 4)
     dead: list[Any] = []

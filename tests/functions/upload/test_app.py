@@ -15,7 +15,7 @@ from PIL import Image
 
 from functions.common import resources
 from functions.common.db import DatabaseStore
-from functions.common.settings import get_settings
+from functions.common.settings import reset_settings
 from functions.upload.app import app, handler
 from tests.helpers import apply_env, consume_all, image_bytes, load_event, photo
 
@@ -190,7 +190,7 @@ async def test_wrong_method_and_path(client: httpx.AsyncClient) -> None:
 
 async def test_api_key_guards_everything_but_health(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "s3cret")
-    get_settings.cache_clear()
+    reset_settings()
     denied = await client.post("/register")
     allowed = await client.post("/register", headers={"x-api-key": "s3cret"})
     health = await client.get("/health")

@@ -1,0 +1,70 @@
+"""Each function's own environment, as Lambda gives it: its template variables and Lambda's, nobody else's.
+
+Resolved as SAM CLI does (``samcli/local/lambdafn/env_vars.py``): for a variable the function's template declares,
+the shell's value overrides the template's; an unset parameter stays an empty string, as on AWS. Shell variables
+that no function declares (``LOG_LEVEL``, ``INFER_MAX_BATCH``, ``PATH``, …) pass through, as local knobs; a variable
+that another function declares does not. Lambda's own variables are added. The result is handed to that function
+alone (its threads or processes); ``os.environ`` is never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from functions.common.settings import LOCAL_DATABASE_URL
+
+from .template import FunctionSpec, Template
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REGION = "us-east-1"
+
+
+def declared_names(functions: Iterable[FunctionSpec]) -> frozenset[str]:
+    return frozenset(name for spec in functions for name in spec.env)
+
+
+def lambda_variables(spec: FunctionSpec, region: str, task_root: Path = ROOT) -> dict[str, str]:
+    """What the Lambda service sets in every execution environment of the function."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "AWS_EXECUTION_ENV": "AWS_Lambda_Image" if spec.runtime == "image" else f"AWS_Lambda_{spec.runtime}",
+    }
+
+
+def function_environment(
+    spec: FunctionSpec, shell: Mapping[str, str], declared: frozenset[str], task_root: Path = ROOT
+) -> dict[str, str]:
+    """The environment ``spec`` runs with; ``declared``: every variable any function of the template declares."""
+    passed = {key: value for key, value in shell.items() if key not in declared}
+    own = {key: shell.get(key, value) for key, value in spec.env.items()}
+    region = shell.get("AWS_REGION") or shell.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    return {**passed, **own, **lambda_variables(spec, region, task_root)}
+
+
+def parameters_from_environment(template: Template, shell: Mapping[str, str]) -> dict[str, str]:
+    """A shell variable that the template binds to a Parameter overrides that Parameter (``REQUEST_TOPIC`` →
+    ``RequestTopic``), so event sources and every function's environment stay consistent."""
+    return {
+        parameter: shell[var]
+        for spec in template.functions
+        for var, parameter in spec.env_parameters.items()
+        if var in shell
+    }
+
+
+def local_parameters(template: Template, shell: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """Parameters for a local run: the shell's, then ``--param`` overrides, then the embedded defaults for what a
+    deployment must provide (no database configured: the local SQLite file)."""
+    chosen = {**parameters_from_environment(template, shell), **overrides}
+    database = chosen.get("DatabaseUrl", template.parameters.get("DatabaseUrl", ""))
+    secret = chosen.get("DatabaseSecretArn", template.parameters.get("DatabaseSecretArn", ""))
+    if "DatabaseUrl" in template.parameters and not database and not secret:
+        chosen["DatabaseUrl"] = LOCAL_DATABASE_URL
+    return chosen

@@ -1,0 +1,106 @@
+"""One way to invoke a function, shared by every trigger: the HTTP gateway, Kafka event-source mappings, schedules
+and ``runtime.invoke`` only build an event and call ``LocalFunction.invoke`` (SAM CLI's ``LocalLambdaRunner.invoke``
+is the model). The function's environment, Lambda's context object, its ``Timeout``, its init and shutdown hooks
+live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from functions.common.settings import use_function_environment
+
+from .lambda_event import LambdaContext
+from .template import FunctionSpec
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class FunctionTimedOut(Exception):
+    """The invocation ran past the function's ``Timeout``: Lambda's "Task timed out after N seconds"."""
+
+
+def _hook(spec: FunctionSpec, name: str) -> Callable[[], Any] | None:
+    """An optional hook beside the handler: ``init`` (Lambda's init phase) or ``shutdown`` (close pools at exit)."""
+    hook: Callable[[], Any] | None = getattr(importlib.import_module(spec.module), name, None)
+    return hook
+
+
+class LocalFunction:
+    """The execution environments of one function in this process: ``instances`` threads, each running one
+    invocation at a time (as a Lambda execution environment does) with the function's own environment and a
+    persistent event loop of its own (``thread_setup``), so resources outlive invocations as they do on Lambda."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        environment: Mapping[str, str],
+        instances: int = 1,
+        thread_setup: Callable[[], Any] | None = None,
+    ) -> None:
+        self.spec, self.environment, self.instances = spec, dict(environment), max(1, instances)
+        self._thread_setup = thread_setup
+        self._pool = ThreadPoolExecutor(self.instances, f"fn-{spec.name}", initializer=self._enter)
+        self._handler: Handler | None = None
+        self.invocations = 0
+
+    def _enter(self) -> None:
+        use_function_environment(self.environment)
+        if self._thread_setup is not None:
+            self._thread_setup()
+
+    def _call(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        if self._handler is None:  # imported in an environment thread: module code sees the function's settings
+            self._handler = getattr(importlib.import_module(self.spec.module), self.spec.attribute)
+        return self._handler(event, context)
+
+    async def start(self) -> None:
+        """Import the handler and run its ``init`` hook: a function that cannot start fails here, before any event."""
+        await asyncio.wrap_future(self._pool.submit(self._init))
+
+    def _init(self) -> None:
+        hook = _hook(self.spec, "init")
+        if hook is not None:
+            hook()
+        self._handler = getattr(importlib.import_module(self.spec.module), self.spec.attribute)
+
+    async def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
+        """The handler's result; its exception; or ``FunctionTimedOut`` once ``Timeout`` has passed."""
+        context = LambdaContext.for_function(self.spec)
+        if request_id is not None:
+            context.aws_request_id = request_id
+        self.invocations += 1
+        running = asyncio.wrap_future(self._pool.submit(self._call, event, context))
+        try:
+            return await asyncio.wait_for(asyncio.shield(running), timeout=self.spec.timeout_s)
+        except TimeoutError:
+            # Lambda would now reset the execution environment; a thread cannot be killed, so this one finishes
+            # its call in the background and takes the next invocation after that.
+            message = f"{context.aws_request_id} Task timed out after {self.spec.timeout_s:.2f} seconds"
+            log.error("%s: %s", self.spec.name, message)
+            raise FunctionTimedOut(message) from None
+
+    async def stop(self) -> None:
+        """Run the ``shutdown`` hook once in every environment thread that has one, then end the threads."""
+        hook = _hook(self.spec, "shutdown") if self.invocations or self._handler is not None else None
+        if hook is not None:
+            everyone = threading.Barrier(self.instances)  # each thread takes exactly one of the calls
+
+            def close() -> None:
+                everyone.wait(timeout=30)
+                hook()
+
+            calls = [asyncio.wrap_future(self._pool.submit(close)) for _ in range(self.instances)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.warning("%s: shutdown hook failed: %r", self.spec.name, result)
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,176 @@
+"""The pieces ``runtime.local`` composes, each an async context manager: started on entry, stopped on exit.
+
+Every function gets its own environment (``environment.function_environment``) and is invoked through
+``invoker.LocalFunction``; these pieces only decide where functions run (threads of this process, worker processes,
+extra HTTP processes) and which trigger feeds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import socket
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+
+from functions.common import resources
+from functions.common.settings import Settings
+
+from .broker import EmbeddedBroker, keep_alive
+from .http_server import Environments, http_functions, http_process_main, server_for
+from .invoker import LocalFunction
+from .kafka_esm import RetryPolicy
+from .schedule import Schedule
+from .template import FunctionSpec
+from .worker import mappings_for, supervise, worker_main
+
+log = logging.getLogger(__name__)
+_spawn = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A function of the template with its environment (and its settings, read from that environment)."""
+
+    spec: FunctionSpec
+    environment: Mapping[str, str]
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def broker_watch(broker: EmbeddedBroker | None, topics: dict[str, int]) -> AsyncIterator[None]:
+    """Restart the embedded broker if it dies (external brokers are someone else's)."""
+    async with _tasks([keep_alive(broker, topics)] if broker is not None else []):
+        yield
+
+
+def worker_count(placement: Placement, requested: int | None, partitions: int) -> int:
+    """Processes for a function marked ``LocalWorkers`` (0: it runs in this process); never more than the
+    partitions (the rest would idle) nor, by default, than the cores (processes x INFER_THREADS)."""
+    spec = placement.spec
+    if spec.local_workers is None:
+        return 0
+    if requested is not None:
+        count = max(1, requested)
+    elif spec.local_workers != "auto":
+        count = max(1, int(spec.local_workers))
+    else:
+        count = max(1, (os.cpu_count() or 1) // max(1, placement.settings.infer_threads))
+    if count > partitions:
+        log.warning("%s: %d workers but %d partitions; using %d", spec.name, count, partitions, partitions)
+    return min(count, partitions)
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(
+    placements: Sequence[tuple[Placement, int]], bootstrap: str, retry: RetryPolicy | None
+) -> AsyncIterator[None]:
+    """Start every worker process, wait until each ran its function's init (a failure raises ``RuntimeError``:
+    nothing is served by a system that cannot classify), stop them all on exit."""
+    started: multiprocessing.Queue[tuple[int, str | None]] = _spawn.Queue()
+    processes: list[BaseProcess] = []
+    try:
+        for placement, count in placements:
+            for index in range(count):
+                args = (placement.spec, dict(placement.environment), bootstrap, placement.settings.dlq_topic)
+                process = _spawn.Process(
+                    target=worker_main, name=f"{placement.spec.name}#{index}", daemon=True,
+                    args=(*args, retry, index, started),
+                )  # fmt: skip
+                process.start()
+                processes.append(process)
+            log.info("%s: %d worker processes", placement.spec.name, count)
+        for _ in processes:
+            await _worker_started(started)
+        yield
+    finally:
+        await _stop_processes(processes)
+
+
+async def _worker_started(started: multiprocessing.Queue[tuple[int, str | None]], timeout_s: float = 600) -> None:
+    try:
+        _, failure = await asyncio.to_thread(started.get, True, timeout_s)
+    except queue.Empty:
+        raise RuntimeError(f"workers did not start within {timeout_s:.0f} s") from None
+    if failure is not None:
+        raise RuntimeError(f"cannot start: {failure}")
+
+
+async def _stop_processes(processes: Sequence[BaseProcess]) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        await asyncio.to_thread(process.join, 10)
+        if process.is_alive():
+            process.kill()
+
+
+@contextlib.asynccontextmanager
+async def in_process_functions(
+    placements: Sequence[Placement], bootstrap: str, retry: RetryPolicy | None, schedule_interval: float | None
+) -> AsyncIterator[None]:
+    """Kafka functions without ``LocalWorkers`` and scheduled functions, in threads of this process."""
+    functions = [LocalFunction(p.spec, p.environment, thread_setup=resources.thread_loop) for p in placements]
+    work = []
+    for function, placement in zip(functions, placements, strict=True):
+        work += [supervise(m) for m in mappings_for(function, bootstrap, placement.settings.dlq_topic, retry)]
+        work += [Schedule(function, source, schedule_interval).run() for source in function.spec.schedules]
+    try:
+        async with _tasks(work):
+            yield
+    finally:
+        await asyncio.gather(*(f.stop() for f in functions))
+
+
+@contextlib.asynccontextmanager
+async def http_service(
+    environments: Environments, sock: socket.socket, processes: int, instances: int
+) -> AsyncIterator[None]:
+    """The HTTP API on ``sock``: this process, plus ``processes - 1`` more binding the same port."""
+    host, port = sock.getsockname()[:2]
+    extra = [(_spawn.Event(), index) for index in range(1, processes if environments else 1)]
+    children = [
+        _spawn.Process(
+            target=http_process_main, name=f"http#{i}", daemon=True, args=(environments, instances, host, port, ready)
+        )
+        for ready, i in extra
+    ]
+    gateway, functions = http_functions(environments, instances)
+    server = server_for(gateway)
+    try:
+        for child in children:
+            child.start()
+        for ready, _ in extra:  # all of them accept before the port answers at all (clients keep connections)
+            if not await asyncio.to_thread(ready.wait, 120):
+                log.error("an HTTP process did not start within 120 s")
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if serving.done():
+                await serving
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.05)
+        for route in sorted(gateway.routes, key=lambda r: r[1]):
+            log.info("route %-4s %s -> %s", *route, gateway.routes[route].spec.name)
+        yield
+        server.should_exit = True
+        await serving
+    finally:
+        await asyncio.gather(*(f.stop() for f in functions))
+        await _stop_processes(children)
+
+
+@contextlib.asynccontextmanager
+async def _tasks(coroutines: Sequence[object]) -> AsyncIterator[None]:
+    tasks = [asyncio.ensure_future(c) for c in coroutines]  # type: ignore[call-overload]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,78 @@
+"""The local API Gateway: requests become payload-format-2.0 events, and AWS's limits answer as AWS would."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
+
+from runtime.gateway import API_GATEWAY_MAX_BODY, LAMBDA_MAX_PAYLOAD, ApiGateway
+from runtime.invoker import LocalFunction
+from runtime.template import FunctionSpec, HttpRoute
+from tests.runtime import recording
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    recording.reset()
+    spec = FunctionSpec(
+        "EchoFunction",
+        "tests.runtime.recording.http_echo",
+        timeout_s=1,
+        routes=(HttpRoute("POST", "/echo"), HttpRoute("GET", "/echo")),
+    )
+    function = LocalFunction(spec, {}, instances=2)
+    gateway = ApiGateway({(r.method, r.path): function for r in spec.routes})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://api.local") as http:
+        yield http
+    await function.stop()
+
+
+async def test_request_becomes_an_http_api_v2_event(client: httpx.AsyncClient) -> None:
+    payload = bytes(range(256)) * 8
+    response = await client.post(
+        "/echo?a=1&a=2&b=x", content=payload, headers={"content-type": "image/png", "cookie": "s=1; t=2"}
+    )
+    assert response.status_code == 200 and response.text == "xx"
+    event = APIGatewayProxyEventV2Model.model_validate(recording.EVENTS[-1])  # the shape powertools parses
+    assert event.routeKey == "POST /echo" and event.rawPath == "/echo" and event.rawQueryString == "a=1&a=2&b=x"
+    assert event.queryStringParameters == {"a": "1,2", "b": "x"} and event.cookies == ["s=1", "t=2"]
+    assert event.isBase64Encoded and base64.b64decode(recording.EVENTS[-1]["body"]) == payload
+    assert event.requestContext.http.method == "POST" and event.requestContext.stage == "$default"
+
+
+async def test_a_text_body_is_passed_as_text(client: httpx.AsyncClient) -> None:
+    await client.post("/echo", json={"k": "v"})
+    assert recording.EVENTS[-1]["isBase64Encoded"] is False and recording.EVENTS[-1]["body"] == '{"k":"v"}'
+
+
+async def test_a_binary_body_over_lambdas_payload_limit_is_a_json_413(client: httpx.AsyncClient) -> None:
+    fits = await client.post("/echo", content=b"\0" * (4 * 1024 * 1024), headers={"content-type": "image/jpeg"})
+    assert fits.status_code == 200
+    too_big = await client.post("/echo", content=b"\0" * (5 * 1024 * 1024), headers={"content-type": "image/jpeg"})
+    assert too_big.status_code == 413
+    assert f"over Lambda's {LAMBDA_MAX_PAYLOAD} byte invocation limit" in too_big.json()["error"]
+    assert "base64" in too_big.json()["error"]
+    huge = await client.post(
+        "/echo", content=b"\0" * (API_GATEWAY_MAX_BODY + 1), headers={"content-type": "image/jpeg"}
+    )
+    assert huge.status_code == 413 and "API Gateway's 10485760 byte limit" in huge.json()["error"]
+
+
+async def test_a_response_over_the_payload_limit_is_a_json_502(client: httpx.AsyncClient) -> None:
+    response = await client.get("/echo", params={"size": LAMBDA_MAX_PAYLOAD + 1})
+    assert response.status_code == 502 and "response is" in response.json()["error"]
+
+
+async def test_a_function_past_its_timeout_is_a_json_504(client: httpx.AsyncClient) -> None:
+    response = await client.get("/echo", params={"sleep": 1.5})
+    assert response.status_code == 504 and "Task timed out after 1.00 seconds" in response.json()["error"]
+
+
+async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/nope")).json() == {"error": "not found"}
+    response = await client.put("/echo")
+    assert response.status_code == 405 and response.json() == {"error": "method not allowed; use GET, POST"}

@@ -1,0 +1,60 @@
+"""One invoke path: the function's environment, Lambda's context, its Timeout; a Kafka batch that times out is
+retried as Lambda's event-source mapping retries it."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.broker import ensure_topics
+from runtime.invoker import FunctionTimedOut, LocalFunction
+from runtime.kafka_esm import EventSourceMapping, RetryPolicy
+from runtime.template import FunctionSpec, KafkaSource
+from tests.helpers import unique
+from tests.runtime import recording
+from tests.runtime.test_kafka_esm import _produce, _running, _until, _values
+
+
+@pytest.fixture(autouse=True)
+def _fresh_recording() -> None:
+    recording.reset()
+
+
+def _probe(timeout_s: int = 3) -> LocalFunction:
+    spec = FunctionSpec("ProbeFunction", "tests.runtime.recording.settings_probe", timeout_s=timeout_s)
+    return LocalFunction(spec, {"AWS_LAMBDA_FUNCTION_NAME": "ProbeFunction", "INFER_MODEL": "mobilenet_v3_small"})
+
+
+async def test_handler_sees_its_environment_and_a_context_that_counts_down() -> None:
+    function = _probe()
+    try:
+        result = await function.invoke({"sleep_s": 0.3}, request_id="req-1")
+    finally:
+        await function.stop()
+    assert result["function"] == "ProbeFunction" and result["infer_model"] == "mobilenet_v3_small"
+    first, later = result["remaining_ms"]
+    assert 2500 < first <= 3000 and first - later >= 250
+    assert result["request_id"] == "req-1"
+
+
+async def test_an_invocation_past_its_timeout_fails_like_lambda() -> None:
+    function = _probe(timeout_s=1)
+    try:
+        with pytest.raises(FunctionTimedOut, match=r"req-2 Task timed out after 1\.00 seconds"):
+            await function.invoke({"sleep_s": 1.6}, request_id="req-2")
+        assert (await function.invoke({}))["function"] == "ProbeFunction"  # the environment serves the next one
+    finally:
+        await function.stop()
+
+
+async def test_a_kafka_batch_that_times_out_is_retried_and_committed_once_it_succeeds(broker: str) -> None:
+    topic = unique("slow")
+    await ensure_topics(broker, {topic: 1})
+    source = KafkaSource("Events", "SelfManagedKafka", topic, 10, 0.2, "TRIM_HORIZON", unique("group"))
+    spec = FunctionSpec("SlowFunction", "tests.runtime.recording.slow_first", timeout_s=1, kafka=(source,))
+    recording.reset(failures=1)  # the first invocation sleeps past the 1 s Timeout
+    function = LocalFunction(spec, {})
+    mapping = EventSourceMapping(function, source, broker, unique("dlq"), RetryPolicy(max_retries=2, backoff_s=0.05))
+    await _produce(broker, topic, 3)
+    await _running(mapping, lambda: _until(lambda: len(recording.EVENTS) >= 1))
+    await function.stop()
+    assert _values(recording.EVENTS) == ["v0", "v1", "v2"] and mapping.invocations == 2
