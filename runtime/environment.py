@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from functions.common.settings import LOCAL_DATABASE_URL
+from functions.common.settings import DEFAULT_HOME
 
 from .template import FunctionSpec, Template
 
@@ -42,7 +42,7 @@ def function_environment(
     spec: FunctionSpec, shell: Mapping[str, str], declared: frozenset[str], task_root: Path = ROOT
 ) -> dict[str, str]:
     """The environment ``spec`` runs with; ``declared``: every variable any function of the template declares."""
-    passed = {key: value for key, value in shell.items() if key not in declared}
+    passed = {**local_defaults(), **{key: value for key, value in shell.items() if key not in declared}}
     own = {key: shell.get(key, value) for key, value in spec.env.items()}
     region = shell.get("AWS_REGION") or shell.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     return {**passed, **own, **lambda_variables(spec, region, task_root)}
@@ -59,6 +59,17 @@ def parameters_from_environment(template: Template, shell: Mapping[str, str]) ->
     }
 
 
+def local_home() -> Path:
+    """Where the embedded defaults live: ``./.faasinfer`` of the directory the runtime was started in, as an
+    absolute path (functions run from other working directories, e.g. their artifact folders)."""
+    return (Path.cwd() / DEFAULT_HOME).resolve()
+
+
+def local_defaults() -> dict[str, str]:
+    """Variables the runtime supplies when the template cannot (the blob bucket exists only on AWS)."""
+    return {"BLOB_URL": f"file://{local_home() / 'blobs'}"}
+
+
 def local_parameters(template: Template, shell: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
     """Parameters for a local run: the shell's, then ``--param`` overrides, then the embedded defaults for what a
     deployment must provide (no database configured: the local SQLite file)."""
@@ -66,5 +77,5 @@ def local_parameters(template: Template, shell: Mapping[str, str], overrides: Ma
     database = chosen.get("DatabaseUrl", template.parameters.get("DatabaseUrl", ""))
     secret = chosen.get("DatabaseSecretArn", template.parameters.get("DatabaseSecretArn", ""))
     if "DatabaseUrl" in template.parameters and not database and not secret:
-        chosen["DatabaseUrl"] = LOCAL_DATABASE_URL
+        chosen["DatabaseUrl"] = f"sqlite+aiosqlite:///{local_home() / 'faasinfer.db'}"
     return chosen

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from .invoker import FunctionTimedOut, LocalFunction
+from .invoker import Function, FunctionTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _check_payload(kind: str, payload: Mapping[str, Any], status: int) -> None:
 class ApiGateway:
     """ASGI app: ``(method, path)`` → the function the template routes it to; 404/405 as JSON otherwise."""
 
-    def __init__(self, routes: Mapping[tuple[str, str], LocalFunction]) -> None:
+    def __init__(self, routes: Mapping[tuple[str, str], Function]) -> None:
         self.routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,7 +152,7 @@ class ApiGateway:
         await _send(send, int(response.get("statusCode", 200)), headers, response.get("cookies") or [], raw)
 
     @staticmethod
-    async def _invoke(function: LocalFunction, event: dict[str, Any]) -> dict[str, Any]:
+    async def _invoke(function: Function, event: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await function.invoke(event)
         except FunctionTimedOut as exc:

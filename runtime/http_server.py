@@ -10,43 +10,21 @@ connection at once in whichever process wakes first).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 import uvicorn
 
-from functions.common import loops, resources
+from functions.common import loops
 
 from .gateway import ApiGateway
-from .invoker import LocalFunction
+from .invoker import Function
 from .logs import configure_logging
+from .placement import make_function
+from .sockets import Server, listening_socket
 from .template import FunctionSpec
-
-
-class Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the runtime owns SIGINT/SIGTERM
-        yield
-
-
-def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
-    """A bound socket (``OSError`` if the port is taken); ``shared``: other processes may bind it too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of sockets that name it (else Nagle's
-    # algorithm meets delayed ACKs and small responses wait ~40 ms; uvloop sets it either way).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def server_for(gateway: ApiGateway) -> Server:
@@ -57,16 +35,21 @@ def server_for(gateway: ApiGateway) -> Server:
 Environments = Sequence[tuple[FunctionSpec, Mapping[str, str]]]  # each function with its own environment
 
 
-def http_functions(environments: Environments, instances: int) -> tuple[ApiGateway, list[LocalFunction]]:
-    """The gateway and the functions behind it: ``instances`` execution environments (threads) per function."""
-    functions = [LocalFunction(spec, env, instances, thread_setup=resources.thread_loop) for spec, env in environments]
+def http_functions(
+    environments: Environments, instances: int, build_dir: Path | None
+) -> tuple[ApiGateway, list[Function]]:
+    """The gateway and the functions behind it: ``instances`` execution environments per function."""
+    functions = [make_function(spec, env, instances, build_dir) for spec, env in environments]
     routes = {(route.method, route.path): f for f in functions for route in f.spec.routes}
     return ApiGateway(routes), functions
 
 
-async def _serve(environments: Environments, instances: int, host: str, port: int, ready: Event) -> None:
+async def _serve(
+    environments: Environments, instances: int, build_dir: Path | None, host: str, port: int, ready: Event
+) -> None:
     sock = listening_socket(host, port, shared=True)
-    gateway, functions = http_functions(environments, instances)
+    gateway, functions = http_functions(environments, instances, build_dir)
+    await asyncio.gather(*(f.start() for f in functions))
     server = server_for(gateway)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,8 +64,10 @@ async def _serve(environments: Environments, instances: int, host: str, port: in
         await asyncio.gather(*(f.stop() for f in functions))
 
 
-def http_process_main(environments: Environments, instances: int, host: str, port: int, ready: Event) -> None:
+def http_process_main(
+    environments: Environments, instances: int, build_dir: Path | None, host: str, port: int, ready: Event
+) -> None:
     """Entry point of a spawned extra HTTP process (the runtime's own process serves the same port);
     ``ready`` is set once it accepts connections."""
     configure_logging("http")
-    loops.run(_serve(environments, instances, host, port, ready))
+    loops.run(_serve(environments, instances, build_dir, host, port, ready))

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from functions.common.settings import use_function_environment
 
@@ -22,6 +22,18 @@ from .template import FunctionSpec
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class Function(Protocol):
+    """What every trigger invokes: a function in this process (``LocalFunction``) or run from its built artifact
+    (``artifact.ArtifactFunction``)."""
+
+    spec: FunctionSpec
+    invocations: int
+
+    async def start(self) -> None: ...
+    async def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any: ...
+    async def stop(self) -> None: ...
 
 
 class FunctionTimedOut(Exception):

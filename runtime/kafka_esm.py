@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from .invoker import LocalFunction
+from .invoker import Function
 from .lambda_event import Record, kafka_event
 from .template import KafkaSource
 
@@ -40,7 +40,7 @@ class EventSourceMapping:
 
     def __init__(
         self,
-        function: LocalFunction,
+        function: Function,
         source: KafkaSource,
         bootstrap: str,
         dlq_topic: str,

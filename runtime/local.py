@@ -23,10 +23,10 @@ from functions.common.settings import DEFAULT_HOME, settings_from
 
 from .broker import EmbeddedBroker, ensure_topics
 from .environment import ROOT, declared_names, function_environment, local_parameters
-from .http_server import listening_socket
 from .kafka_esm import RetryPolicy
 from .logs import configure_logging
 from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
+from .sockets import listening_socket
 from .template import load_template
 
 log = logging.getLogger("runtime.local")
@@ -46,6 +46,7 @@ class Options:
     params: Mapping[str, str] = field(default_factory=dict)
     functions: tuple[str, ...] = ()
     demo: bool = False
+    build_dir: Path | None = None
 
 
 def parse_options(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Options:
@@ -68,10 +69,17 @@ def parse_options(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
     p.add_argument("--functions", default="", metavar="NAME,...", help="run only these template functions")
     p.add_argument("--demo", action="store_true", help="upload the demo photos, print their top-k, then exit")
+    p.add_argument(
+        "--build-dir",
+        type=Path,
+        metavar="DIR",
+        help="run zip functions from their `sam build` artifacts (DIR/<FunctionName>) through awslambdaric",
+    )
     a = p.parse_args(argv)
     return Options(
         a.template, a.host, a.port, a.workers, a.http_processes, a.http_instances, a.partitions, a.schedule_interval,
         a.max_retries, dict(kv.split("=", 1) for kv in a.param), tuple(filter(None, a.functions.split(","))), a.demo,
+        a.build_dir,
     )  # fmt: skip
 
 
@@ -139,9 +147,11 @@ async def serve(options: Options, shell: Mapping[str, str]) -> int:
         except RuntimeError as exc:
             log.error("%s", exc)
             return 1
-        await stack.enter_async_context(in_process_functions(in_process, bootstrap, retry, options.schedule_interval))
+        interval, build_dir = options.schedule_interval, options.build_dir
+        await stack.enter_async_context(in_process_functions(in_process, bootstrap, retry, interval, build_dir))
         http = [(p.spec, p.environment) for p in placements if p.spec.routes]
-        await stack.enter_async_context(http_service(http, sock, options.http_processes, options.http_instances))
+        processes, instances = options.http_processes, options.http_instances
+        await stack.enter_async_context(http_service(http, sock, processes, instances, build_dir))
         base_url = f"http://{options.host}:{sock.getsockname()[1]}"
         log.info("serving on %s (Ctrl-C to stop)", base_url)
         code = await until_stopped(base_url if options.demo else None)

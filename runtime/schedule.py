@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from .invoker import LocalFunction
+from .invoker import Function
 from .template import FunctionSpec, ScheduleSource
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def scheduled_event(function: FunctionSpec, source: ScheduleSource) -> dict[str,
 class Schedule:
     """``await Schedule(...).run()`` until cancelled; a failing invocation is logged, the next one comes anyway."""
 
-    def __init__(self, function: LocalFunction, source: ScheduleSource, interval_s: float | None = None) -> None:
+    def __init__(self, function: Function, source: ScheduleSource, interval_s: float | None = None) -> None:
         self.target, self.function, self.source = function, function.spec, source
         self.interval_s = interval_s or source.interval_s
 

@@ -1,8 +1,8 @@
 """The pieces ``runtime.local`` composes, each an async context manager: started on entry, stopped on exit.
 
-Every function gets its own environment (``environment.function_environment``) and is invoked through
-``invoker.LocalFunction``; these pieces only decide where functions run (threads of this process, worker processes,
-extra HTTP processes) and which trigger feeds them.
+Every function gets its own environment (``environment.function_environment``) and is invoked through one
+interface (``invoker.Function``); these pieces only decide where functions run (threads of this process, worker
+processes, extra HTTP processes, processes running built artifacts) and which trigger feeds them.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
-from functions.common import resources
 from functions.common.settings import Settings
 
 from .broker import EmbeddedBroker, keep_alive
 from .http_server import Environments, http_functions, http_process_main, server_for
-from .invoker import LocalFunction
 from .kafka_esm import RetryPolicy
+from .placement import make_function
 from .schedule import Schedule
 from .template import FunctionSpec
 from .worker import mappings_for, supervise, worker_main
@@ -113,10 +113,16 @@ async def _stop_processes(processes: Sequence[BaseProcess]) -> None:
 
 @contextlib.asynccontextmanager
 async def in_process_functions(
-    placements: Sequence[Placement], bootstrap: str, retry: RetryPolicy | None, schedule_interval: float | None
+    placements: Sequence[Placement],
+    bootstrap: str,
+    retry: RetryPolicy | None,
+    schedule_interval: float | None,
+    build_dir: Path | None,
 ) -> AsyncIterator[None]:
-    """Kafka functions without ``LocalWorkers`` and scheduled functions, in threads of this process."""
-    functions = [LocalFunction(p.spec, p.environment, thread_setup=resources.thread_loop) for p in placements]
+    """Kafka functions without ``LocalWorkers`` and scheduled functions: threads of this process, or processes
+    running their artifacts (``build_dir``)."""
+    functions = [make_function(p.spec, p.environment, 1, build_dir) for p in placements]
+    await asyncio.gather(*(f.start() for f in functions))
     work = []
     for function, placement in zip(functions, placements, strict=True):
         work += [supervise(m) for m in mappings_for(function, bootstrap, placement.settings.dlq_topic, retry)]
@@ -130,20 +136,24 @@ async def in_process_functions(
 
 @contextlib.asynccontextmanager
 async def http_service(
-    environments: Environments, sock: socket.socket, processes: int, instances: int
+    environments: Environments, sock: socket.socket, processes: int, instances: int, build_dir: Path | None
 ) -> AsyncIterator[None]:
     """The HTTP API on ``sock``: this process, plus ``processes - 1`` more binding the same port."""
     host, port = sock.getsockname()[:2]
     extra = [(_spawn.Event(), index) for index in range(1, processes if environments else 1)]
     children = [
         _spawn.Process(
-            target=http_process_main, name=f"http#{i}", daemon=True, args=(environments, instances, host, port, ready)
+            target=http_process_main,
+            name=f"http#{i}",
+            daemon=True,
+            args=(environments, instances, build_dir, host, port, ready),
         )
         for ready, i in extra
     ]
-    gateway, functions = http_functions(environments, instances)
+    gateway, functions = http_functions(environments, instances, build_dir)
     server = server_for(gateway)
     try:
+        await asyncio.gather(*(f.start() for f in functions))
         for child in children:
             child.start()
         for ready, _ in extra:  # all of them accept before the port answers at all (clients keep connections)

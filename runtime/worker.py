@@ -13,7 +13,7 @@ from multiprocessing.queues import Queue
 
 from functions.common import loops, resources
 
-from .invoker import LocalFunction
+from .invoker import Function, LocalFunction
 from .kafka_esm import EventSourceMapping, RetryPolicy
 from .logs import configure_logging
 from .template import FunctionSpec
@@ -34,7 +34,7 @@ async def supervise(mapping: EventSourceMapping, restart_delay_s: float = 2.0) -
 
 
 def mappings_for(
-    function: LocalFunction, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None
+    function: Function, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None
 ) -> list[EventSourceMapping]:
     return [EventSourceMapping(function, source, bootstrap, dlq_topic, retry) for source in function.spec.kafka]
 

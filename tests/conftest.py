@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -145,3 +148,36 @@ def local_simulation(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Pat
     env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "LOG_LEVEL": "INFO"}
     with launched(workdir, ["--workers", "1"], env) as runtime:
         yield runtime.base_url
+
+
+SAM = Path(sys.executable).with_name("sam")
+ZIP_FUNCTIONS = ("UploadFunction", "QueryFunction", "CollectSelfManagedFunction", "SweeperFunction")
+
+
+@pytest.fixture(scope="session")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``sam build`` of every zip function from a clean copy of the tracked files (no venv, no caches), laid out
+    as ``sam build`` lays out a full build: ``<dir>/<FunctionName>/``."""
+    if not SAM.exists():
+        pytest.fail(f"aws-sam-cli is a dev dependency; {SAM} is missing")
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path_factory.mktemp("checkout")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True)
+    for name in files.stdout.splitlines():
+        if (root / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, source / name)
+    scratch, build = tmp_path_factory.mktemp("sam"), tmp_path_factory.mktemp("build")
+    path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    for function in ZIP_FUNCTIONS:  # one at a time: a full `sam build` also builds the infer image (Docker)
+        done = subprocess.run(
+            [str(SAM), "build", function, "--build-dir", str(scratch / function)],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            env={"PATH": path, "SAM_CLI_TELEMETRY": "0", "HOME": str(scratch)},
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        shutil.move(scratch / function / function, build / function)
+    return build

@@ -17,7 +17,7 @@ from torchvision.models import ResNet18_Weights
 
 from functions.common.db import DatabaseStore
 from runtime.launcher import launched
-from tests.helpers import child_processes, photo, unique
+from tests.helpers import child_processes, photo, unique, wait_all_done
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
@@ -175,3 +175,29 @@ def _state(pid: int) -> str:
         return "zombie" if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z") else "alive"
     except OSError:
         return "zombie"
+
+
+def test_built_artifacts_classify_photos_end_to_end(tmp_path: Path, sam_build: Path) -> None:
+    """``--build-dir``: upload, query, collect and sweeper run from their ``sam build`` artifacts through
+    awslambdaric (a packaging mistake fails here), infer with the packaged pretrained model."""
+    env = {"INFER_MODEL": "efficientnet_lite0"}
+    with launched(tmp_path, ["--workers", "1", "--build-dir", str(sam_build)], env) as runtime:
+        runtimes = [c for c in child_processes(runtime.process.pid).values() if "awslambdaric" in c]
+        assert sum("functions.upload.app.handler" in c for c in runtimes) == 4  # --http-instances default
+        assert sum("functions.collect.app.handler" in c for c in runtimes) == 1
+        items = asyncio.run(_classify(runtime.base_url, ["chelsea.jpg", "coffee.jpg", "rocket.jpg"]))
+    top1 = [item["predictions"][0] for item in items]
+    assert top1[0] in {"Egyptian cat", "tabby", "tiger cat"} and top1[1] == "espresso"
+    assert top1[2] in {"missile", "projectile"}
+    assert "Traceback" not in runtime.log_path.read_text()
+
+
+async def _classify(base_url: str, names: list[str]) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        session = (await client.post("/register")).json()["uuid"]
+        for seq, name in enumerate(names):
+            response = await client.post(
+                "/image", data={"uuid": session, "seq": str(seq), "topk": "3"}, files={"payload": (name, photo(name))}
+            )
+            assert response.status_code == 202, response.text
+        return await wait_all_done(client, session, len(names), timeout_s=120)

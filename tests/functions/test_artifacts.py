@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.common.db import DatabaseStore, RequestRow
+from tests.conftest import ZIP_FUNCTIONS as FUNCTIONS
 from tests.helpers import consume_all, load_event, unique
 
 ROOT = Path(__file__).resolve().parents[2]
-SAM = Path(sys.executable).with_name("sam")
 LAMBDA_ZIP_LIMIT = 250 * 1024 * 1024
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
-FUNCTIONS = ("UploadFunction", "QueryFunction", "CollectSelfManagedFunction", "SweeperFunction")
 HANDLERS = {
     "UploadFunction": "functions.upload.app.handler",
     "QueryFunction": "functions.query.app.handler",
@@ -60,47 +57,14 @@ def _tree_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``sam build`` of every zip function from a clean copy of the tracked files (no venv, no caches)."""
-    if not SAM.exists():
-        pytest.fail(f"aws-sam-cli is a dev dependency; {SAM} is missing")
-    source = tmp_path_factory.mktemp("checkout")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
-    for name in files.stdout.splitlines():
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
-    build = tmp_path_factory.mktemp("build")
-    for function in FUNCTIONS:
-        done = subprocess.run(
-            [
-                str(SAM),
-                "build",
-                function,
-                "--build-dir",
-                str(build / function),
-                "--parameter-overrides",
-                "KafkaMode=SelfManaged",
-            ],
-            cwd=source,
-            capture_output=True,
-            text=True,
-            env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "SAM_CLI_TELEMETRY": "0", "HOME": str(build)},
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    yield build
+def _artifact(sam_build: Path, function: str) -> Path:
+    return sam_build / function
 
 
-def _artifact(built: Path, function: str) -> Path:
-    return built / function / function
-
-
-def test_each_artifact_holds_its_own_code_and_fits_lambda(built: Path) -> None:
+def test_each_artifact_holds_its_own_code_and_fits_lambda(sam_build: Path) -> None:
     sizes = {}
     for function in FUNCTIONS:
-        artifact = _artifact(built, function)
+        artifact = _artifact(sam_build, function)
         sizes[function] = _tree_size(artifact)
         assert sizes[function] <= LAMBDA_ZIP_LIMIT, (function, sizes[function])
         packages = {p.name for p in (artifact / "functions").iterdir() if p.is_dir()}
@@ -116,9 +80,9 @@ def test_each_artifact_holds_its_own_code_and_fits_lambda(built: Path) -> None:
     report.write_text(json.dumps({k: round(v / 2**20, 1) for k, v in sizes.items()}, indent=1) + "\n")
 
 
-def _invoke(built: Path, function: str, event: dict[str, Any], tmp: Path, env: dict[str, str]) -> Any:
+def _invoke(sam_build: Path, function: str, event: dict[str, Any], tmp: Path, env: dict[str, str]) -> Any:
     """Run the handler alone: stdlib + the build folder, read-only task root, a writable temp dir only."""
-    artifact = _artifact(built, function)
+    artifact = _artifact(sam_build, function)
     lambda_env = {
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -180,9 +144,9 @@ async def _rows(url: str) -> dict[int, RequestRow]:
 
 
 def test_upload_artifact_registers_a_session_through_api_gateway(
-    built: Path, tmp_path: Path, lambda_env: dict[str, str]
+    sam_build: Path, tmp_path: Path, lambda_env: dict[str, str]
 ) -> None:
-    response = _invoke(built, "UploadFunction", load_event("apigw_v2_upload_register"), tmp_path, lambda_env)
+    response = _invoke(sam_build, "UploadFunction", load_event("apigw_v2_upload_register"), tmp_path, lambda_env)
     assert response["statusCode"] == 200, response
     uuid = json.loads(response["body"])["uuid"]
     store = DatabaseStore(lambda_env["DATABASE_URL"])
@@ -197,12 +161,12 @@ async def _exists(store: DatabaseStore, uuid: str) -> bool:
 
 
 def test_collect_then_query_artifacts_store_and_answer_results(
-    built: Path, tmp_path: Path, lambda_env: dict[str, str]
+    sam_build: Path, tmp_path: Path, lambda_env: dict[str, str]
 ) -> None:
     asyncio.run(_seed(lambda_env["DATABASE_URL"], range(3)))
-    summary = _invoke(built, "CollectSelfManagedFunction", load_event("selfmanaged_collect"), tmp_path, lambda_env)
+    summary = _invoke(sam_build, "CollectSelfManagedFunction", load_event("selfmanaged_collect"), tmp_path, lambda_env)
     assert summary == {"applied": 2, "duplicate": 0, "unknown": 0, "dead_lettered": 0}
-    response = _invoke(built, "QueryFunction", load_event("apigw_v2_query_result"), tmp_path, lambda_env)
+    response = _invoke(sam_build, "QueryFunction", load_event("apigw_v2_query_result"), tmp_path, lambda_env)
     assert response["statusCode"] == 200, response
     items = {item["seq"]: item for item in json.loads(response["body"])["items"]}
     assert items[0]["status"] == "failed" and items[0]["error"] == "late failure"
@@ -210,19 +174,19 @@ def test_collect_then_query_artifacts_store_and_answer_results(
 
 
 def test_sweeper_artifact_republishes_stale_requests_to_kafka(
-    built: Path, tmp_path: Path, lambda_env: dict[str, str]
+    sam_build: Path, tmp_path: Path, lambda_env: dict[str, str]
 ) -> None:
     asyncio.run(_seed(lambda_env["DATABASE_URL"], range(2), submitted_at=time.time() - 600))
-    summary = _invoke(built, "SweeperFunction", load_event("eventbridge_sweeper"), tmp_path, lambda_env)
+    summary = _invoke(sam_build, "SweeperFunction", load_event("eventbridge_sweeper"), tmp_path, lambda_env)
     assert summary == {"republished": 2}
     records = asyncio.run(consume_all(lambda_env["KAFKA_BOOTSTRAP_SERVERS"], lambda_env["REQUEST_TOPIC"], 2))
     assert sorted(json.loads(r.value)["seq"] for r in records) == [0, 1]
 
 
 def test_an_unset_database_parameter_is_a_clear_error_not_a_crash(
-    built: Path, tmp_path: Path, lambda_env: dict[str, str]
+    sam_build: Path, tmp_path: Path, lambda_env: dict[str, str]
 ) -> None:
     env = {**lambda_env, "DATABASE_URL": "", "DATABASE_SECRET_ARN": ""}  # what AWS passes for unset parameters
-    response = _invoke(built, "UploadFunction", load_event("apigw_v2_upload_register"), tmp_path, env)
+    response = _invoke(sam_build, "UploadFunction", load_event("apigw_v2_upload_register"), tmp_path, env)
     assert response["statusCode"] == 503, response
     assert "DatabaseUrl or DatabaseSecretArn" in json.loads(response["body"])["error"]

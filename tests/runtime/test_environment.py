@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from functions.common.settings import LOCAL_DATABASE_URL, get_settings, settings_from, use_function_environment
+from functions.common.settings import get_settings, settings_from, use_function_environment
 from runtime.environment import declared_names, function_environment, local_parameters
 from runtime.template import FunctionSpec, load_template
 
@@ -37,7 +37,8 @@ def test_a_function_gets_its_own_variables_and_lambdas_and_no_others() -> None:
 
 def test_locally_an_unset_database_is_the_embedded_sqlite_file_unless_a_secret_is_given() -> None:
     template = load_template(TEMPLATE)
-    assert local_parameters(template, {}, {})["DatabaseUrl"] == LOCAL_DATABASE_URL
+    local = f"sqlite+aiosqlite:///{Path.cwd().resolve() / '.faasinfer' / 'faasinfer.db'}"
+    assert local_parameters(template, {}, {})["DatabaseUrl"] == local  # absolute: functions run from elsewhere
     assert local_parameters(template, {"DATABASE_URL": "mysql://u:p@db/x"}, {})["DatabaseUrl"] == "mysql://u:p@db/x"
     assert "DatabaseUrl" not in local_parameters(template, {}, {"DatabaseSecretArn": "arn:aws:secretsmanager:x"})
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from runtime.http_server import listening_socket
 from runtime.launcher import launched
+from runtime.sockets import listening_socket
 from tests.helpers import child_processes, image_bytes
 
 LISTEN, ESTABLISHED = "0A", "01"
