@@ -77,18 +77,20 @@ def run(n_images: int, batch: int, model: str) -> dict[str, float]:
 def _measure(n_images: int, batch: int, model: str) -> dict[str, float]:
     with EmbeddedBroker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(ensure_topics(bootstrap, {"inference-result": 1, "inference-dlq": 1}))
-        os.environ.update(
-            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-            BLOB_URL=f"file://{tmp}",
-            INFER_MODEL=model,
-            INFER_WEIGHTS="random",
-            INFER_THREADS="1",
-        )
         from functions.common.blobs import blob_store_from_url
-        from functions.common.settings import reset_settings
+        from functions.common.settings import use_function_environment
         from functions.infer import app
 
-        reset_settings()
+        use_function_environment(  # the infer function's environment, as the runtime gives it
+            {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "BLOB_URL": f"file://{tmp}",
+                "INFER_MODEL": model,
+                "INFER_WEIGHTS": "random",
+                "INFER_THREADS": "1",
+            }
+        )
         blobs = blob_store_from_url(f"file://{tmp}")
         images = photos(50, seed=2)
         for i, data in enumerate(images):
