@@ -2,9 +2,9 @@
 
 Each request becomes the event API Gateway sends (binary bodies base64), the function is invoked as Lambda invokes
 it (through its handler: Mangum, then the Starlette app), and its response is turned back into HTTP. What AWS
-rejects is rejected here, with a JSON error that says why: a body over API Gateway's 10 MB, an event or a response
-over Lambda's 6 MB invocation payload (so a ~4.5 MB image is the largest that fits inline), a function that fails or
-runs past its ``Timeout``.
+rejects is rejected here, with a JSON error that says why: a body over API Gateway's 10 MB or an event over
+Lambda's 6 MB invocation payload (413; a ~4.5 MB image is the largest that fits inline), a response over 6 MB or a
+failed invocation (500, as API Gateway answers them), an invocation past its ``Timeout`` (504).
 """
 
 from __future__ import annotations
@@ -109,7 +109,15 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+# Everything of an event or response but its body (headers, request context) stays far below this; a body this much
+# under the limit cannot push the payload over it, so only larger ones are serialised to be measured exactly.
+_ENVELOPE_BOUND = 256 * 1024
+
+
 def _check_payload(kind: str, payload: Mapping[str, Any], status: int) -> None:
+    body = payload.get("body")
+    if len(body or "") + _ENVELOPE_BOUND < LAMBDA_MAX_PAYLOAD and len(str(payload.get("headers"))) < _ENVELOPE_BOUND:
+        return
     size = len(json.dumps(payload, separators=(",", ":")))
     if size > LAMBDA_MAX_PAYLOAD:
         raise RequestRejected(
@@ -139,7 +147,7 @@ class ApiGateway:
             event = http_api_event(scope, await _read_body(scope, receive), f"{method} {path}")
             _check_payload("request", event, 413)
             response = await self._invoke(function, event)
-            _check_payload("response", response, 502)
+            _check_payload("response", response, 500)
         except RequestRejected as rejected:
             if rejected.status != 499:
                 await _send(send, rejected.status, {"content-type": "application/json"}, [], _error(rejected.message))
@@ -158,10 +166,10 @@ class ApiGateway:
         except FunctionTimedOut as exc:
             raise RequestRejected(504, f"{function.spec.name} timed out: {exc}") from None
         except Exception as exc:
-            log.exception("%s failed", function.spec.name)
-            raise RequestRejected(502, f"{function.spec.name} failed: {type(exc).__name__}") from exc
+            log.exception("%s failed", function.spec.name)  # API Gateway answers a failed invocation with a 500
+            raise RequestRejected(500, f"{function.spec.name} failed: {type(exc).__name__}") from exc
         if not isinstance(response, dict) or "statusCode" not in response:
-            raise RequestRejected(502, f"{function.spec.name} returned no API Gateway response")
+            raise RequestRejected(500, f"{function.spec.name} returned no API Gateway response")
         return response
 
 

@@ -46,8 +46,8 @@ class EventSourceMapping:
         dlq_topic: str,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.target = function
-        self.function = function.spec
+        self.function = function
+        self.spec = function.spec
         self.source = source
         self.bootstrap = bootstrap
         self.dlq_topic = dlq_topic
@@ -56,11 +56,11 @@ class EventSourceMapping:
 
     @property
     def invocations(self) -> int:
-        return self.target.invocations
+        return self.function.invocations
 
     def _consumer(self) -> AIOKafkaConsumer:
         # A batch may be retried several times; the group must not evict us meanwhile.
-        budget_ms = (self.function.timeout_s + 30) * 1000 * (self.retry.max_retries + 1)
+        budget_ms = (self.spec.timeout_s + 30) * 1000 * (self.retry.max_retries + 1)
         return AIOKafkaConsumer(
             self.source.topic,
             bootstrap_servers=self.bootstrap,
@@ -79,7 +79,7 @@ class EventSourceMapping:
         await consumer.start()
         log.info(
             "%s <- %s (group %s, batch %d, window %.1fs, %s)",
-            self.function.name,
+            self.spec.name,
             self.source.topic,
             self.source.group_id,
             self.source.batch_size,
@@ -113,11 +113,11 @@ class EventSourceMapping:
     async def _invoke(self, records: Sequence[Record]) -> Any:
         event = kafka_event(records, self.source, self.bootstrap)
         request_id = str(uuid.uuid4())
-        summary = await self.target.invoke(event, request_id)
-        fields = {"function": self.function.name, "request_id": request_id, "records": len(records)}
+        summary = await self.function.invoke(event, request_id)
+        fields = {"function": self.spec.name, "request_id": request_id, "records": len(records)}
         if isinstance(summary, dict):
             fields.update({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
-        log.info("%s handled %d records: %s", self.function.name, len(records), summary, extra=fields)
+        log.info("%s handled %d records: %s", self.spec.name, len(records), summary, extra=fields)
         return summary
 
     async def _deliver(self, batch: list[Record]) -> None:
@@ -132,7 +132,7 @@ class EventSourceMapping:
                 attempt += 1
                 log.warning(
                     "%s failed on %d records (attempt %d/%d): %r",
-                    self.function.name,
+                    self.spec.name,
                     len(batch),
                     attempt,
                     self.retry.max_retries + 1,
@@ -161,7 +161,7 @@ class EventSourceMapping:
                     headers=[
                         *r.headers,
                         ("error", reason),
-                        ("function", self.function.name.encode()),
+                        ("function", self.spec.name.encode()),
                         ("source", f"{r.topic}-{r.partition}@{r.offset}".encode()),
                     ],
                 )
@@ -172,7 +172,7 @@ class EventSourceMapping:
             await producer.stop()
         log.error(
             "%s: %d records sent to %s after %d attempts",
-            self.function.name,
+            self.spec.name,
             len(batch),
             self.dlq_topic,
             self.retry.max_retries + 1,
@@ -187,4 +187,4 @@ class EventSourceMapping:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The group rebalanced while we worked: the new owner gets these records again (at-least-once).
-            log.warning("%s: commit failed, records will be redelivered: %r", self.function.name, exc)
+            log.warning("%s: commit failed, records will be redelivered: %r", self.spec.name, exc)

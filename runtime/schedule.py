@@ -32,22 +32,22 @@ class Schedule:
     """``await Schedule(...).run()`` until cancelled; a failing invocation is logged, the next one comes anyway."""
 
     def __init__(self, function: Function, source: ScheduleSource, interval_s: float | None = None) -> None:
-        self.target, self.function, self.source = function, function.spec, source
+        self.function, self.spec, self.source = function, function.spec, source
         self.interval_s = interval_s or source.interval_s
 
     @property
     def invocations(self) -> int:
-        return self.target.invocations
+        return self.function.invocations
 
     async def run(self) -> None:
         if self.interval_s is None:
-            log.warning("%s: %s is not emulated locally (rate() only)", self.function.name, self.source.expression)
+            log.warning("%s: %s is not emulated locally (rate() only)", self.spec.name, self.source.expression)
             return
-        log.info("%s every %.0fs (%s)", self.function.name, self.interval_s, self.source.expression)
+        log.info("%s every %.0fs (%s)", self.spec.name, self.interval_s, self.source.expression)
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                result = await self.target.invoke(scheduled_event(self.function, self.source))
-                log.info("%s: %s", self.function.name, result)
+                result = await self.function.invoke(scheduled_event(self.spec, self.source))
+                log.info("%s: %s", self.spec.name, result)
             except Exception:  # like EventBridge: the failure is logged, the schedule goes on
-                log.exception("%s failed", self.function.name)
+                log.exception("%s failed", self.spec.name)

@@ -14,10 +14,11 @@ import multiprocessing
 import os
 import queue
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from functions.common.settings import Settings
 
@@ -176,8 +177,9 @@ async def http_service(
 
 
 @contextlib.asynccontextmanager
-async def _tasks(coroutines: Sequence[object]) -> AsyncIterator[None]:
-    tasks = [asyncio.ensure_future(c) for c in coroutines]  # type: ignore[call-overload]
+async def _tasks(coroutines: Sequence[Coroutine[Any, Any, None]]) -> AsyncIterator[None]:
+    """Run the coroutines as tasks for the duration of the block; cancelled at its end."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
     try:
         yield
     finally:

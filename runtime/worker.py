@@ -29,7 +29,7 @@ async def supervise(mapping: EventSourceMapping, restart_delay_s: float = 2.0) -
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s mapping crashed; restarting in %.0fs", mapping.function.name, restart_delay_s)
+            log.exception("%s mapping crashed; restarting in %.0fs", mapping.spec.name, restart_delay_s)
             await asyncio.sleep(restart_delay_s)
 
 

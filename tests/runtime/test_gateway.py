@@ -62,9 +62,9 @@ async def test_a_binary_body_over_lambdas_payload_limit_is_a_json_413(client: ht
     assert huge.status_code == 413 and "API Gateway's 10485760 byte limit" in huge.json()["error"]
 
 
-async def test_a_response_over_the_payload_limit_is_a_json_502(client: httpx.AsyncClient) -> None:
+async def test_a_response_over_the_payload_limit_is_a_json_500(client: httpx.AsyncClient) -> None:
     response = await client.get("/echo", params={"size": LAMBDA_MAX_PAYLOAD + 1})
-    assert response.status_code == 502 and "response is" in response.json()["error"]
+    assert response.status_code == 500 and "response is" in response.json()["error"]
 
 
 async def test_a_function_past_its_timeout_is_a_json_504(client: httpx.AsyncClient) -> None:
