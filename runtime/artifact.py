@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class FunctionError(Exception):
     """The handler raised: Lambda's error response (``errorType``, ``errorMessage``)."""
 
 
+@cache
 def client_path() -> str:
     """A folder holding only the runtime client's modules (links into site-packages)."""
     import awslambdaric

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from functions.common.settings import DEFAULT_HOME
+from functions.common.settings import DEFAULT_HOME, local_blob_url, local_database_url
 
 from .template import FunctionSpec, Template
 
@@ -67,7 +67,7 @@ def local_home() -> Path:
 
 def local_defaults() -> dict[str, str]:
     """Variables the runtime supplies when the template cannot (the blob bucket exists only on AWS)."""
-    return {"BLOB_URL": f"file://{local_home() / 'blobs'}"}
+    return {"BLOB_URL": local_blob_url(local_home())}
 
 
 def local_parameters(template: Template, shell: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
@@ -77,5 +77,5 @@ def local_parameters(template: Template, shell: Mapping[str, str], overrides: Ma
     database = chosen.get("DatabaseUrl", template.parameters.get("DatabaseUrl", ""))
     secret = chosen.get("DatabaseSecretArn", template.parameters.get("DatabaseSecretArn", ""))
     if "DatabaseUrl" in template.parameters and not database and not secret:
-        chosen["DatabaseUrl"] = f"sqlite+aiosqlite:///{local_home() / 'faasinfer.db'}"
+        chosen["DatabaseUrl"] = local_database_url(local_home())
     return chosen

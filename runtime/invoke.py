@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from functions.common import loops, resources
+from functions.common import loops
 
 from .environment import ROOT, declared_names, function_environment, local_parameters
-from .invoker import LocalFunction
 from .logs import configure_logging
+from .placement import make_function
 from .template import load_template
 
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     event = json.loads(sys.stdin.read() if args.event == "-" else Path(args.event).read_text())
 
     async def invoke() -> Any:
-        function = LocalFunction(spec, environment, thread_setup=resources.thread_loop)
+        function = make_function(spec, environment)
         try:
             return await function.invoke(event)
         finally:

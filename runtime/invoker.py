@@ -40,10 +40,10 @@ class FunctionTimedOut(Exception):
     """The invocation ran past the function's ``Timeout``: Lambda's "Task timed out after N seconds"."""
 
 
-def _hook(spec: FunctionSpec, name: str) -> Callable[[], Any] | None:
-    """An optional hook beside the handler: ``init`` (Lambda's init phase) or ``shutdown`` (close pools at exit)."""
-    hook: Callable[[], Any] | None = getattr(importlib.import_module(spec.module), name, None)
-    return hook
+def _hook(spec: FunctionSpec, name: str) -> Any:
+    """An attribute of the handler's module, or None: the handler itself, or an optional hook beside it, ``init``
+    (Lambda's init phase) or ``shutdown`` (close pools at exit)."""
+    return getattr(importlib.import_module(spec.module), name, None)
 
 
 class LocalFunction:
@@ -69,10 +69,16 @@ class LocalFunction:
         if self._thread_setup is not None:
             self._thread_setup()
 
+    def _loaded(self) -> Handler:
+        """The handler, imported in an environment thread (module code sees the function's settings)."""
+        if self._handler is None:
+            self._handler = _hook(self.spec, self.spec.attribute)
+            if self._handler is None:
+                raise AttributeError(f"{self.spec.module} has no {self.spec.attribute}")
+        return self._handler
+
     def _call(self, event: dict[str, Any], context: LambdaContext) -> Any:
-        if self._handler is None:  # imported in an environment thread: module code sees the function's settings
-            self._handler = getattr(importlib.import_module(self.spec.module), self.spec.attribute)
-        return self._handler(event, context)
+        return self._loaded()(event, context)
 
     async def start(self) -> None:
         """Import the handler and run its ``init`` hook: a function that cannot start fails here, before any event."""
@@ -82,7 +88,7 @@ class LocalFunction:
         hook = _hook(self.spec, "init")
         if hook is not None:
             hook()
-        self._handler = getattr(importlib.import_module(self.spec.module), self.spec.attribute)
+        self._loaded()
 
     async def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
         """The handler's result; its exception; or ``FunctionTimedOut`` once ``Timeout`` has passed."""

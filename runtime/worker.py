@@ -11,11 +11,12 @@ import sys
 from collections.abc import Mapping
 from multiprocessing.queues import Queue
 
-from functions.common import loops, resources
+from functions.common import loops
 
-from .invoker import Function, LocalFunction
+from .invoker import Function
 from .kafka_esm import EventSourceMapping, RetryPolicy
 from .logs import configure_logging
+from .placement import make_function
 from .template import FunctionSpec
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _limit_malloc_arenas(environment: Mapping[str, str]) -> None:
         ctypes.CDLL("libc.so.6").mallopt(m_arena_max, int(value))
 
 
-async def _run(function: LocalFunction, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None) -> None:
+async def _run(function: Function, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None) -> None:
     tasks = [asyncio.create_task(supervise(m)) for m in mappings_for(function, bootstrap, dlq_topic, retry)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,7 +64,7 @@ async def _run(function: LocalFunction, bootstrap: str, dlq_topic: str, retry: R
     await function.stop()
 
 
-async def _start(function: LocalFunction) -> str | None:
+async def _start(function: Function) -> str | None:
     """Run the function's init; the reason it cannot start, or None when it is ready."""
     try:
         await function.start()
@@ -87,7 +88,7 @@ def worker_main(
     _limit_malloc_arenas(environment)
 
     async def main() -> None:
-        function = LocalFunction(spec, environment, thread_setup=resources.thread_loop)
+        function = make_function(spec, environment)
         failure = await _start(function)
         started.put((index, failure))
         if failure is not None:

@@ -91,8 +91,7 @@ class DatabaseStore:
             # Deployed functions have no setup step: the tables are created (if missing) when a process first
             # connects, i.e. once per cold start; CREATE TABLE IF NOT EXISTS is idempotent and concurrent-safe.
             async with self._db.connection() as connection:
-                for statement in SCHEMA:
-                    await self._sql.execute(connection, statement)
+                await self._create_tables(connection)
         return self._db
 
     async def _io(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
@@ -108,12 +107,12 @@ class DatabaseStore:
             async with (await self._ready()).connection() as connection:
                 return await operation(connection)
 
-    async def init_schema(self) -> None:
-        async def create(db: Connection) -> None:
-            for statement in SCHEMA:
-                await self._sql.execute(db, statement)
+    async def _create_tables(self, db: Connection) -> None:
+        for statement in SCHEMA:
+            await self._sql.execute(db, statement)
 
-        await self._io(create)
+    async def init_schema(self) -> None:
+        await self._io(self._create_tables)
 
     async def ping(self) -> None:
         await self._io(lambda db: self._sql.fetch_all(db, "SELECT 1"))

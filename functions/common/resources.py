@@ -19,7 +19,7 @@ from .db import DatabaseStore, Store
 from .errors import Misconfigured
 from .producer import Producer
 from .secrets import database_url_from_secret
-from .settings import LOCAL_DATABASE_URL, get_settings
+from .settings import get_settings, local_database_url
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ def database_url() -> str:
             "no results database configured: DATABASE_URL and DATABASE_SECRET_ARN are empty "
             "(set the template parameter DatabaseUrl or DatabaseSecretArn)"
         )
-    return LOCAL_DATABASE_URL
+    return local_database_url()
 
 
 store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(database_url()))

@@ -12,7 +12,16 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_HOME = Path(".faasinfer")
-LOCAL_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_HOME / 'faasinfer.db'}"
+
+
+def local_database_url(home: Path = DEFAULT_HOME) -> str:
+    """The embedded results store: a SQLite file in ``home``."""
+    return f"sqlite+aiosqlite:///{home / 'faasinfer.db'}"
+
+
+def local_blob_url(home: Path = DEFAULT_HOME) -> str:
+    """The embedded blob store: a folder in ``home``."""
+    return f"file://{home / 'blobs'}"
 
 
 class Settings(BaseSettings):
@@ -20,9 +29,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
-    database_url: str = ""  # empty (as an unset template parameter arrives): LOCAL_DATABASE_URL, off Lambda only
+    database_url: str = ""  # empty (as an unset template parameter arrives): local_database_url(), off Lambda only
     database_secret_arn: str | None = None  # when set, the MariaDB URL comes from this Secrets Manager secret
-    blob_url: str = Field(default=f"file://{DEFAULT_HOME / 'blobs'}")
+    blob_url: str = Field(default_factory=local_blob_url)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     request_topic: str = "inference-request"
     result_topic: str = "inference-result"
