@@ -87,7 +87,7 @@ async def _drive(url: str, images: list[bytes], concurrency: int) -> float:
 def run(n_images: int, workers: int, batch: int, concurrency: int) -> dict[str, Any]:
     if shutil.which("torchserve") is None or shutil.which("java") is None:
         raise RuntimeError("torchserve (pip install '.[bench]') and Java 17 are needed")
-    images = photos(n_images, seed=1)
+    images = photos(n_images)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         store = _archive(workdir)

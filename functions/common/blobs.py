@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
@@ -24,15 +24,22 @@ class BlobStore(Protocol):
     async def ping(self) -> None: ...
 
 
+# Local file I/O this small takes less time than a hop to a worker thread and back; larger blobs go to a thread so
+# an event loop serving other requests is not held up.
+INLINE_IO_BYTES = 1024 * 1024
+
+
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
+        """The blob's file; a key that is absolute or climbs out (``..``) is refused (checked on the key's parts:
+        resolving the path on every call cost more than the write itself)."""
+        parts = PurePosixPath(key).parts
+        if not parts or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
             raise ValueError(f"blob key escapes the store: {key!r}")
-        return path
+        return self.root.joinpath(*parts)
 
     def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -49,7 +56,10 @@ class LocalBlobStore:
             raise BlobNotFound(key) from exc
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self._write, key, data)
+        if len(data) <= INLINE_IO_BYTES:
+            self._write(key, data)
+        else:
+            await asyncio.to_thread(self._write, key, data)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._read, key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -37,7 +36,9 @@ async def register(deps: Deps) -> str:
 
 async def submit(deps: Deps, session: str, seq: int, topk: int, data: bytes) -> ImageAccepted:
     """Accept one image; identical re-submissions are idempotent, different bytes for a taken seq conflict."""
-    info = await asyncio.to_thread(inspect_image, data, deps.settings.max_pixels, deps.settings.max_image_side)
+    # In the caller's thread: a Lambda execution environment serves one request at a time (locally: one thread per
+    # instance), so a worker thread would only add a hop; the instance count bounds concurrent decodes.
+    info = inspect_image(data, deps.settings.max_pixels, deps.settings.max_image_side)
     digest = hashlib.sha256(data).hexdigest()
     blob_key = f"{session}/{seq}-{digest[:16]}{info.extension}"  # content-addressed: a replay rewrites the same
     await deps.blobs.put(blob_key, data, info.content_type)  # the claim check exists before the row points to it
