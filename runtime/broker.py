@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -92,14 +94,19 @@ class EmbeddedBroker:
         self.stop()
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create missing topics (name → partitions); existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(
+    bootstrap: str, topics: dict[str, int], options: Mapping[str, Any] | None = None, replication_factor: int = 1
+) -> None:
+    """Create missing topics (name → partitions); existing ones are left as they are. ``options``: aiokafka's
+    connection options (``functions.common.kafka_auth``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing
+            NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+            for name, n in topics.items()
+            if name not in existing
         ]
         if missing:
             try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from functions.common.settings import DEFAULT_HOME, local_blob_url, local_database_url
+from functions.common.settings import DEFAULT_HOME, Settings, local_blob_url, local_database_url
 
 from .template import FunctionSpec, Template
 
@@ -72,8 +72,14 @@ def local_defaults() -> dict[str, str]:
 
 def local_parameters(template: Template, shell: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
     """Parameters for a local run: the shell's, then ``--param`` overrides, then the embedded defaults for what a
-    deployment must provide (no database configured: the local SQLite file)."""
+    deployment must provide (no database configured: the local SQLite file; brokers: 127.0.0.1:9092, which
+    ``runtime.local`` replaces by its own; Kafka without authentication, as the embedded broker and local/'s speak
+    it, unless KAFKA_AUTH says otherwise)."""
     chosen = {**parameters_from_environment(template, shell), **overrides}
+    if "KafkaAuth" in template.parameters:
+        chosen.setdefault("KafkaAuth", "PLAINTEXT")
+    if "KafkaBootstrapServers" in template.parameters and not template.parameters["KafkaBootstrapServers"]:
+        chosen.setdefault("KafkaBootstrapServers", Settings.model_fields["kafka_bootstrap_servers"].default)
     database = chosen.get("DatabaseUrl", template.parameters.get("DatabaseUrl", ""))
     secret = chosen.get("DatabaseSecretArn", template.parameters.get("DatabaseSecretArn", ""))
     if "DatabaseUrl" in template.parameters and not database and not secret:

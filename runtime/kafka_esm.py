@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from .invoker import Function
-from .lambda_event import Record, kafka_event
+from .lambda_event import Record, failure_record, kafka_event
 from .template import KafkaSource
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,34 @@ FETCH_MAX_WAIT_MS = 50
 STOP_TIMEOUT_S = 10.0
 
 
+# Lambda: "When you configure both infinite retries and an on-failure destination, Lambda automatically applies a
+# maximum of 10 retry attempts."
+RETRIES_WITH_DESTINATION = 10
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_retries: int = 3
+    max_retries: int = 3  # -1: until the batch succeeds (MaximumRetryAttempts)
     backoff_s: float = 0.5
     max_backoff_s: float = 10.0
+    max_record_age_s: float | None = None  # MaximumRecordAgeInSeconds: older records are not retried again
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)))
+
+    def exhausted(self, attempt: int, oldest_timestamp_ms: int, now_s: float) -> bool:
+        if self.max_record_age_s is not None and now_s - oldest_timestamp_ms / 1000 > self.max_record_age_s:
+            return True
+        return 0 <= self.max_retries < attempt
+
+
+def policy_for(source: KafkaSource) -> RetryPolicy:
+    """The mapping's retry settings from the template (3 retries when it says nothing)."""
+    retries = 3 if source.max_retries is None else source.max_retries
+    if retries < 0 and source.on_failure:
+        retries = RETRIES_WITH_DESTINATION
+    age = source.max_record_age_s
+    return RetryPolicy(max_retries=retries, max_record_age_s=None if age is None or age < 0 else float(age))
 
 
 class EventSourceMapping:
@@ -46,13 +68,15 @@ class EventSourceMapping:
         bootstrap: str,
         dlq_topic: str,
         retry: RetryPolicy | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.function = function
+        self.options = dict(options or {})  # aiokafka connection options: functions.common.kafka_auth
         self.spec = function.spec
         self.source = source
         self.bootstrap = bootstrap
         self.dlq_topic = dlq_topic
-        self.retry = retry or RetryPolicy(max_retries=source.max_retries if source.max_retries is not None else 3)
+        self.retry = retry or policy_for(source)
         self.consumer: AIOKafkaConsumer | None = None  # while running: for status and tests
 
     @property
@@ -60,8 +84,10 @@ class EventSourceMapping:
         return self.function.invocations
 
     def _consumer(self) -> AIOKafkaConsumer:
-        # A batch may be retried several times; the group must not evict us meanwhile.
-        budget_ms = (self.spec.timeout_s + 30) * 1000 * (self.retry.max_retries + 1)
+        # A batch may be retried several times; the group must not evict us meanwhile (unlimited retries: a
+        # rebalance after this long hands the batch to another consumer, at least once as ever).
+        retries = self.retry.max_retries if self.retry.max_retries >= 0 else RETRIES_WITH_DESTINATION
+        budget_ms = (self.spec.timeout_s + 30) * 1000 * (retries + 1)
         return AIOKafkaConsumer(
             self.source.topic,
             bootstrap_servers=self.bootstrap,
@@ -73,6 +99,7 @@ class EventSourceMapping:
             max_poll_interval_ms=max(300_000, budget_ms),
             session_timeout_ms=10_000,  # a dead worker's partitions move on within seconds
             heartbeat_interval_ms=1_000,
+            **self.options,
         )
 
     async def run(self) -> None:
@@ -125,8 +152,10 @@ class EventSourceMapping:
         return summary
 
     async def _deliver(self, batch: list[Record]) -> None:
-        """Invoke until success; after the retry limit the records go to the DLQ (with BisectBatchOnFunctionError
-        the halves are retried on their own first, so one poison record does not take its neighbours along)."""
+        """Invoke until success; once the retries are exhausted (``MaximumRetryAttempts``, -1: never) or the records
+        are older than ``MaximumRecordAgeInSeconds``, the batch goes to the on-failure destination (with
+        ``BisectBatchOnFunctionError`` the halves are retried on their own first, so one poison record does not
+        take its neighbours along)."""
         attempt = 0
         while True:
             try:
@@ -134,53 +163,50 @@ class EventSourceMapping:
                 return
             except Exception as exc:
                 attempt += 1
+                retries = "unlimited" if self.retry.max_retries < 0 else str(self.retry.max_retries)
                 log.warning(
-                    "%s failed on %d records (attempt %d/%d): %r",
-                    self.spec.name,
-                    len(batch),
-                    attempt,
-                    self.retry.max_retries + 1,
-                    exc,
-                )
-                if attempt > self.retry.max_retries:
+                    "%s failed on %d records (attempt %d, retries %s): %r",
+                    self.spec.name, len(batch), attempt, retries, exc,
+                )  # fmt: skip
+                oldest = min(r.timestamp for r in batch)
+                if self.retry.exhausted(attempt, oldest, time.time()):
                     if self.source.bisect_on_error and len(batch) > 1:
                         half = len(batch) // 2
                         await self._deliver(batch[:half])
                         await self._deliver(batch[half:])
                     else:
-                        await self._dead_letter(batch, exc)
+                        await self._on_failure(batch, exc, attempt)
                     return
                 await asyncio.sleep(self.retry.delay(attempt))
 
-    async def _dead_letter(self, batch: Sequence[Record], exc: BaseException) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+    async def _on_failure(self, batch: Sequence[Record], exc: BaseException, attempts: int) -> None:
+        """``kafka://topic``: the records themselves, with the reason in headers (Lambda's Kafka destination); an
+        SQS/SNS/S3 ARN: the metadata-only invocation record Lambda sends there, written here to the dead-letter
+        topic in its place (no such service runs locally); no destination: the dead-letter topic, as before."""
+        destination = self.source.on_failure or f"kafka://{self.dlq_topic}"
+        reason = f"{type(exc).__name__}: {exc}".encode()[:1000]
+        if destination.startswith("kafka://"):
+            topic = destination.removeprefix("kafka://")
+            messages = [
+                (r.key, r.value, [*r.headers, ("error", reason), ("function", self.spec.name.encode()),
+                                  ("source", f"{r.topic}-{r.partition}@{r.offset}".encode())])
+                for r in batch
+            ]  # fmt: skip
+        else:
+            topic = self.dlq_topic
+            record = failure_record(batch, self.source, self.bootstrap, self.spec.name, attempts)
+            messages = [(None, json.dumps(record).encode(), [("destination", destination.encode())])]
+        await self._produce(topic, messages)
+        log.error("%s: %d records sent to %s after %d attempts", self.spec.name, len(batch), destination, attempts)
+
+    async def _produce(self, topic: str, messages: Sequence[tuple[bytes | None, bytes | None, Any]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.options)
         await producer.start()
         try:
-            reason = f"{type(exc).__name__}: {exc}".encode()[:1000]
-            futures = [
-                await producer.send(
-                    self.dlq_topic,
-                    r.value,
-                    key=r.key,
-                    headers=[
-                        *r.headers,
-                        ("error", reason),
-                        ("function", self.spec.name.encode()),
-                        ("source", f"{r.topic}-{r.partition}@{r.offset}".encode()),
-                    ],
-                )
-                for r in batch
-            ]
-            await asyncio.gather(*futures)
+            sent = [await producer.send(topic, value, key=key, headers=headers) for key, value, headers in messages]
+            await asyncio.gather(*sent)
         finally:
             await producer.stop()
-        log.error(
-            "%s: %d records sent to %s after %d attempts",
-            self.spec.name,
-            len(batch),
-            self.dlq_topic,
-            self.retry.max_retries + 1,
-        )
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Record]) -> None:
         offsets: dict[TopicPartition, int] = {}

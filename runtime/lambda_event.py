@@ -87,3 +87,41 @@ class LambdaContext:
     @classmethod
     def for_function(cls, spec: FunctionSpec) -> LambdaContext:
         return cls(function_name=spec.name, memory_limit_in_mb=spec.memory_mb, timeout_s=spec.timeout_s)
+
+
+def _iso(timestamp_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp_ms / 1000)) + f".{timestamp_ms % 1000:03d}Z"
+
+
+def failure_record(
+    records: Sequence[Record], source: KafkaSource, bootstrap: str, function: str, attempts: int
+) -> dict[str, Any]:
+    """The metadata-only record a Kafka event-source mapping sends to an SQS/SNS on-failure destination: where the
+    failed batch was (topic-partition, offsets, timestamps), never the records themselves."""
+    info: dict[str, dict[str, str]] = {}
+    for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        entry = info.setdefault(
+            f"{r.topic}-{r.partition}",
+            {"firstRecordOffset": str(r.offset), "firstRecordTimestamp": _iso(r.timestamp)},
+        )
+        entry["lastRecordOffset"], entry["lastRecordTimestamp"] = str(r.offset), _iso(r.timestamp)
+    batch: dict[str, Any] = {
+        "batchSize": len(records),
+        "bootstrapServers": bootstrap,
+        "payloadSize": sum(len(r.value or b"") + len(r.key or b"") for r in records),
+        "recordsInfo": info,
+    }
+    if source.kind == "MSK":
+        batch["eventSourceArn"] = source.stream_arn or "arn:aws:kafka:local:000000000000:cluster/local/local"
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:local:000000000000:function:{function}",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": _iso(int(time.time() * 1000)),
+        "KafkaBatchInfo": batch,
+    }

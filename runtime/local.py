@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from functions.common import loops
+from functions.common import kafka_auth, loops
 from functions.common.db import DatabaseStore
 from functions.common.settings import DEFAULT_HOME, settings_from
 
@@ -135,7 +135,7 @@ async def serve(options: Options, shell: Mapping[str, str]) -> int:
             log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
             return 1
         topics = topics_of(placements, options.partitions)
-        await ensure_topics(bootstrap, topics)
+        await ensure_topics(bootstrap, topics, kafka_auth.client_options(placements[0].settings) if placements else {})
         await prepare_database(placements)
         await stack.enter_async_context(broker_watch(broker, topics))
         retry = None if options.max_retries is None else RetryPolicy(max_retries=options.max_retries)

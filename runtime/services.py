@@ -78,7 +78,7 @@ async def worker_processes(
     try:
         for placement, count in placements:
             for index in range(count):
-                args = (placement.spec, dict(placement.environment), bootstrap, placement.settings.dlq_topic)
+                args = (placement.spec, dict(placement.environment), bootstrap)
                 process = _spawn.Process(
                     target=worker_main, name=f"{placement.spec.name}#{index}", daemon=True,
                     args=(*args, retry, index, started),
@@ -126,7 +126,7 @@ async def in_process_functions(
     await asyncio.gather(*(f.start() for f in functions))
     work = []
     for function, placement in zip(functions, placements, strict=True):
-        work += [supervise(m) for m in mappings_for(function, bootstrap, placement.settings.dlq_topic, retry)]
+        work += [supervise(m) for m in mappings_for(function, bootstrap, placement.settings, retry)]
         work += [Schedule(function, source, schedule_interval).run() for source in function.spec.schedules]
     try:
         async with _tasks(work):

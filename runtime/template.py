@@ -70,8 +70,10 @@ class KafkaSource:
     group_id: str
     bootstrap_servers: tuple[str, ...] = ()
     stream_arn: str | None = None
-    max_retries: int | None = None
+    max_retries: int | None = None  # MaximumRetryAttempts; -1: until the batch succeeds
     bisect_on_error: bool = False
+    max_record_age_s: int | None = None  # MaximumRecordAgeInSeconds; -1 or None: records never expire
+    on_failure: str | None = None  # DestinationConfig.OnFailure.Destination: kafka://topic, or an SQS/SNS ARN
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,8 @@ def _kafka_source(event_name: str, kind: Literal["MSK", "SelfManagedKafka"], ep:
     group = ep.get("ConsumerGroupId") or (ep.get("AmazonManagedKafkaEventSourceConfig") or {}).get("ConsumerGroupId")
     servers = ep.get("KafkaBootstrapServers") or []
     retries = ep.get("MaximumRetryAttempts")
+    age = ep.get("MaximumRecordAgeInSeconds")
+    destination = ((ep.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     return KafkaSource(
         event_name=event_name,
         kind=kind,
@@ -277,7 +281,9 @@ def _kafka_source(event_name: str, kind: Literal["MSK", "SelfManagedKafka"], ep:
         starting_position=str(ep.get("StartingPosition", "LATEST")),
         group_id=str(group or event_name),
         bootstrap_servers=tuple(str(s) for s in servers) if isinstance(servers, list) else (),
-        stream_arn=None if kind != "MSK" or isinstance(ep.get("Stream"), Unresolved) else str(ep.get("Stream")),
+        stream_arn=None if kind != "MSK" or isinstance(ep.get("Stream"), Unresolved) else str(ep.get("Stream")) or None,
         max_retries=None if retries is None else int(retries),
         bisect_on_error=bool(ep.get("BisectBatchOnFunctionError", False)),
+        max_record_age_s=None if age is None else int(age),
+        on_failure=None if destination is None or isinstance(destination, Unresolved) else str(destination),
     )

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Mapping
 from multiprocessing.queues import Queue
 
-from functions.common import loops
+from functions.common import kafka_auth, loops
+from functions.common.settings import Settings, settings_from
 
 from .invoker import Function
 from .kafka_esm import EventSourceMapping, RetryPolicy
@@ -35,9 +36,14 @@ async def supervise(mapping: EventSourceMapping, restart_delay_s: float = 2.0) -
 
 
 def mappings_for(
-    function: Function, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None
+    function: Function, bootstrap: str, settings: Settings, retry: RetryPolicy | None
 ) -> list[EventSourceMapping]:
-    return [EventSourceMapping(function, source, bootstrap, dlq_topic, retry) for source in function.spec.kafka]
+    """The function's event sources, consuming as its own clients connect (``KAFKA_AUTH``)."""
+    options = kafka_auth.client_options(settings)
+    return [
+        EventSourceMapping(function, source, bootstrap, settings.dlq_topic, retry, options)
+        for source in function.spec.kafka
+    ]
 
 
 def _limit_malloc_arenas(environment: Mapping[str, str]) -> None:
@@ -50,8 +56,8 @@ def _limit_malloc_arenas(environment: Mapping[str, str]) -> None:
         ctypes.CDLL("libc.so.6").mallopt(m_arena_max, int(value))
 
 
-async def _run(function: Function, bootstrap: str, dlq_topic: str, retry: RetryPolicy | None) -> None:
-    tasks = [asyncio.create_task(supervise(m)) for m in mappings_for(function, bootstrap, dlq_topic, retry)]
+async def _run(function: Function, bootstrap: str, settings: Settings, retry: RetryPolicy | None) -> None:
+    tasks = [asyncio.create_task(supervise(m)) for m in mappings_for(function, bootstrap, settings, retry)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,7 +84,6 @@ def worker_main(
     spec: FunctionSpec,
     environment: dict[str, str],
     bootstrap: str,
-    dlq_topic: str,
     retry: RetryPolicy | None,
     index: int,
     started: Queue[tuple[int, str | None]],
@@ -94,6 +99,6 @@ def worker_main(
         if failure is not None:
             await function.stop()
             sys.exit(1)
-        await _run(function, bootstrap, dlq_topic, retry)
+        await _run(function, bootstrap, settings_from(environment), retry)
 
     loops.run(main())

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from functions.common import resources
+from functions.common import kafka_auth, resources
 from functions.common.contracts import InferenceResult
 from functions.common.handler import dead_letter
 from functions.common.kafka_event import parse_messages
 from functions.common.settings import get_settings
 
 from . import service
+
+# Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
+kafka_auth.check(get_settings())
 
 log = logging.getLogger(__name__)
 

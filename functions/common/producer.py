@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -27,9 +28,15 @@ def spread_partitioner(key: bytes | None, all_partitions: list[int], available: 
 
 
 class Producer:
-    def __init__(self, bootstrap_servers: str, timeout_s: float) -> None:
+    """``options``: aiokafka's connection options (``kafka_auth.client_options``), asked for at the first publish
+    (SCRAM reads its secret then)."""
+
+    def __init__(
+        self, bootstrap_servers: str, timeout_s: float, options: Callable[[], Mapping[str, Any]] = dict
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.timeout_s = timeout_s
+        self._options = options
         self._producer: AIOKafkaProducer | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -45,6 +52,7 @@ class Producer:
                     linger_ms=2,
                     partitioner=spread_partitioner,
                     request_timeout_ms=int(self.timeout_s * 1000),
+                    **self._options(),
                 )
                 try:
                     await asyncio.wait_for(producer.start(), self.timeout_s)

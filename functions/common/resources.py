@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-from . import loops
+from . import kafka_auth, loops
 from .blobs import BlobStore, blob_store_from_url
 from .db import DatabaseStore, Store
 from .errors import Misconfigured
@@ -59,9 +59,16 @@ def database_url() -> str:
 
 store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(database_url()))
 blobs: PerLoop[BlobStore] = PerLoop(lambda: blob_store_from_url(get_settings().blob_url))
-producer: PerLoop[Producer] = PerLoop(
-    lambda: Producer(get_settings().kafka_bootstrap_servers, get_settings().publish_timeout_s)
-)
+
+
+def _producer() -> Producer:
+    settings = get_settings()
+    return Producer(
+        settings.kafka_bootstrap_servers, settings.publish_timeout_s, lambda: kafka_auth.client_options(settings)
+    )
+
+
+producer: PerLoop[Producer] = PerLoop(_producer)
 
 
 def reset_all() -> None:

@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from functions.common import resources
+from functions.common import kafka_auth, resources
 from functions.common.contracts import InferenceRequest, InferenceResult
 from functions.common.handler import dead_letter, failed_for_invalid
 from functions.common.kafka_event import parse_messages
@@ -15,6 +15,9 @@ from functions.common.settings import get_settings
 from . import service
 from .catalog import ModelSpec, load_classifier
 from .model import Classifier
+
+# Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
+kafka_auth.check(get_settings())
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-from functions.common import resources
+from functions.common import kafka_auth, resources
 from functions.common.settings import get_settings
 
 from . import service
+
+# Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
+kafka_auth.check(get_settings())
 
 
 async def handle(event: dict[str, Any]) -> dict[str, int]:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from functions.common import resources
+from functions.common import kafka_auth, resources
 from functions.common.contracts import BatchAccepted, RegisterResponse
 from functions.common.errors import BadRequest, PayloadTooLarge, ServiceError
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
@@ -22,6 +22,9 @@ from functions.common.params import parse_seq, parse_topk, parse_uuid
 from functions.common.settings import get_settings
 
 from . import service
+
+# Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
+kafka_auth.check(get_settings())
 
 _FORM_OVERHEAD = 64 * 1024
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
+import json
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,9 +16,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aws_lambda_powertools.utilities.parser.models import KafkaMskEventModel, KafkaSelfManagedEventModel
 
+from functions.common.settings import Settings
 from runtime.broker import ensure_topics
 from runtime.invoker import LocalFunction
-from runtime.kafka_esm import EventSourceMapping, RetryPolicy
+from runtime.kafka_esm import EventSourceMapping, RetryPolicy, policy_for
 from runtime.template import FunctionSpec, KafkaSource, load_template
 from runtime.worker import mappings_for
 from tests.helpers import consume_all, unique
@@ -246,7 +249,7 @@ Outputs:""",
     )
     edited.write_text(text)
     spec = load_template(edited, {"KafkaBootstrapServers": broker}).function("AuditFunction")
-    [mapping] = mappings_for(LocalFunction(spec, {}), broker, unique("dlq"), None)
+    [mapping] = mappings_for(LocalFunction(spec, {}), broker, Settings(dlq_topic=unique("dlq")), None)
     await _produce(broker, topic, 5)
     await _running(mapping, lambda: _until(lambda: len(_values(recording.EVENTS)) >= 5))
     assert [len(e["records"][f"{topic}-0"]) for e in recording.EVENTS] in ([2, 2, 1], [1, 2, 2], [2, 1, 2])
@@ -293,3 +296,70 @@ async def test_bisect_on_error_isolates_the_poison_record(broker: str) -> None:
     await _running(mapping, body)
     assert sorted(_values(recording.EVENTS)) == ["v0", "v1", "v3"]  # the neighbours of the poison got through
     assert [r.value for r in dead] == [b"v2"]
+
+
+async def test_a_kafka_destination_gets_the_records_themselves(broker: str) -> None:
+    """``DestinationConfig.OnFailure: kafka://topic`` (the template's design): the failed records go there."""
+    topic, destination, dlq = unique("src"), unique("dest"), unique("dlq")
+    await ensure_topics(broker, {topic: 1, destination: 1, dlq: 1})
+    recording.reset(failures=-1)
+    source = dataclasses.replace(_source(topic, batch=10), max_retries=1, on_failure=f"kafka://{destination}")
+    mapping = EventSourceMapping(_function(source), source, broker, dlq)
+    mapping.retry = dataclasses.replace(mapping.retry, backoff_s=0.05)
+    await _produce(broker, topic, 2)
+    dead: list[Any] = []
+
+    async def body() -> None:
+        dead.extend(await consume_all(broker, destination, 2))
+
+    await _running(mapping, body)
+    assert mapping.invocations == 2  # the first try and MaximumRetryAttempts 1
+    assert sorted(r.value for r in dead) == [b"v0", b"v1"]
+
+
+async def test_an_sqs_destination_gets_metadata_only(broker: str) -> None:
+    """What Lambda sends to an SQS/SNS destination: where the batch was, never its records (written to the
+    dead-letter topic locally, no queue runs here)."""
+    topic, dlq = unique("src"), unique("dlq")
+    await ensure_topics(broker, {topic: 1, dlq: 1})
+    recording.reset(failures=-1)
+    queue = "arn:aws:sqs:us-east-1:123456789012:failed-batches"
+    source = dataclasses.replace(_source(topic, batch=10), max_retries=0, on_failure=queue)
+    mapping = EventSourceMapping(_function(source), source, broker, dlq)
+    await _produce(broker, topic, 3)
+    dead: list[Any] = []
+
+    async def body() -> None:
+        dead.extend(await consume_all(broker, dlq, 1))
+
+    await _running(mapping, body)
+    [record] = dead
+    body_ = json.loads(record.value)
+    assert dict(record.headers)["destination"] == queue.encode()
+    assert body_["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    info = body_["KafkaBatchInfo"]
+    assert info["batchSize"] == 3 and info["bootstrapServers"] == broker
+    assert info["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "0"
+    assert info["recordsInfo"][f"{topic}-0"]["lastRecordOffset"] == "2"
+    assert b"v0" not in record.value
+
+
+def test_retry_settings_follow_the_template() -> None:
+    source = _source("t")
+    assert policy_for(source).max_retries == 3  # nothing said: 3, as before
+    forever = dataclasses.replace(source, max_retries=-1)
+    assert policy_for(forever).max_retries == -1 and not policy_for(forever).exhausted(10_000, 0, 0)
+    # Lambda caps unlimited retries at 10 once an on-failure destination is set
+    assert policy_for(dataclasses.replace(forever, on_failure="kafka://dlq")).max_retries == 10
+    aged = policy_for(dataclasses.replace(forever, max_record_age_s=60))
+    now = 1_000_000.0
+    assert not aged.exhausted(1, int((now - 30) * 1000), now) and aged.exhausted(1, int((now - 61) * 1000), now)
+    assert policy_for(dataclasses.replace(source, max_record_age_s=-1)).max_record_age_s is None
+
+
+def test_the_template_sends_failed_batches_to_the_dlq_topic_in_provisioned_mode() -> None:
+    template = load_template(TEMPLATE, {"KafkaBootstrapServers": "b:9092", "KafkaAuth": "PLAINTEXT"})
+    for spec in template.functions:
+        for source in spec.kafka:
+            assert source.on_failure == "kafka://inference-dlq" and source.bisect_on_error
+            assert policy_for(source).max_retries == 3

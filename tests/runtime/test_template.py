@@ -45,12 +45,13 @@ def test_msk_mode_and_parameter_overrides_flow_into_events_and_env() -> None:
             "InferBatchSize": "3",
             "RequestTopic": "req-x",
             "KafkaBootstrapServers": "k1:9092,k2:9092",
+            "MskClusterArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/c/u-1",
         },
     )
     infer = template.function("InferMskFunction")
     [source] = infer.kafka
     assert source.kind == "MSK" and source.batch_size == 3 and source.topic == "req-x"
-    assert source.stream_arn is not None and source.stream_arn.startswith("arn:aws:kafka:")
+    assert source.stream_arn == "arn:aws:kafka:eu-west-1:123456789012:cluster/c/u-1"
     assert infer.env["REQUEST_TOPIC"] == "req-x" and infer.env["KAFKA_BOOTSTRAP_SERVERS"] == "k1:9092,k2:9092"
     assert "BLOB_URL" not in infer.env  # refers to a cloud resource: unset locally, the default applies
 

@@ -1,0 +1,123 @@
+"""IAM that matches the code: every AWS call a function's code makes (recorded against moto, which checks no
+IAM itself) is granted by that function's role in the translated template, and no S3 action is granted that
+the code never makes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from moto import mock_aws
+
+from functions.common import resources
+from runtime.lambda_event import kafka_event
+from runtime.template import KafkaSource
+from tests.helpers import apply_env, consume_all, photo
+from tests.test_template import _sam
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+BUCKET = "faasinfer-iam"
+# Granted beyond the calls made, on purpose: without s3:ListBucket S3 answers a missing key with 403, not the
+# 404 (NoSuchKey) that makes infer answer "image blob not found" instead of retrying.
+EXTRA = {"InferSelfManagedFunction": {"s3:ListBucket"}}
+# botocore operation -> the IAM action that authorises it
+ACTIONS = {"HeadBucket": "s3:ListBucket"}
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.actions: set[str] = set()
+
+    def __call__(self, event_name: str, **_: Any) -> None:
+        _, service, operation = event_name.split(".")
+        prefix = {"secrets-manager": "secretsmanager"}.get(service, service)
+        self.actions.add(ACTIONS.get(operation, f"{prefix}:{operation}"))
+
+
+@pytest.fixture
+def calls(configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        apply_env(monkeypatch, blob_url=f"s3://{BUCKET}/uploads", blob_expire_on_done="true")
+        recorder = Calls()
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-call.*.*", recorder)  # type: ignore[union-attr]
+        yield recorder
+
+
+def _granted(function: str) -> set[str]:
+    """Actions of the function's role: its managed policies (ours, resolved) and inline policy statements."""
+    template = _sam("SelfManaged")["Resources"]
+    role = template[f"{function}Role"]["Properties"]
+    documents = [p["PolicyDocument"] for p in role.get("Policies", [])]
+    for arn in role.get("ManagedPolicyArns", []):
+        if isinstance(arn, dict) and "Ref" in arn:
+            documents.append(template[arn["Ref"]]["Properties"]["PolicyDocument"])
+    actions: set[str] = set()
+    for document in documents:
+        for statement in document["Statement"]:
+            listed = statement["Action"]
+            actions.update([listed] if isinstance(listed, str) else listed)
+    return actions
+
+
+def _check(function: str, made: set[str]) -> None:
+    granted = _granted(function)
+    assert made <= granted, f"{function} calls {sorted(made - granted)} without permission"
+    assert {a for a in granted if a.startswith("s3:")} == {a for a in made if a.startswith("s3:")} | EXTRA.get(
+        function, set()
+    )
+
+
+async def _upload_paths(configured: dict[str, Any]) -> str:
+    from functions.upload.app import app
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        session = (await client.post("/register")).json()["uuid"]
+        form = {"uuid": session, "seq": "0", "topk": "3"}
+        accepted = await client.post("/image", data=form, files={"payload": ("a.jpg", photo("chelsea.jpg"))})
+        conflict = await client.post("/image", data=form, files={"payload": ("b.jpg", photo("coffee.jpg"))})
+        unknown = {**form, "uuid": "00000000-0000-4000-8000-000000000000"}
+        missing = await client.post("/image", data=unknown, files={"payload": ("c.jpg", photo("coffee.jpg"))})
+        health = await client.get("/health")
+        assert [r.status_code for r in (accepted, conflict, missing, health)] == [202, 409, 404, 200]
+    await resources.aclose()
+    return str(session)
+
+
+def test_upload_role_covers_storing_and_deleting_on_404_and_409(configured: dict[str, Any], calls: Calls) -> None:
+    asyncio.run(_upload_paths(configured))
+    assert {"s3:PutObject", "s3:DeleteObject"} <= calls.actions
+    _check("UploadFunction", calls.actions)
+
+
+def test_infer_and_collect_roles_cover_reading_and_expiring_images(configured: dict[str, Any], calls: Calls) -> None:
+    from functions.collect import app as collect
+    from functions.infer import app as infer
+
+    asyncio.run(_upload_paths(configured))
+    [request] = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 1))
+    source = KafkaSource("Requests", "SelfManagedKafka", request.topic, 10, 0, "TRIM_HORIZON", "g")
+    calls.actions.clear()
+    assert infer.handler(kafka_event([request], source, "b:9092"), None)["done"] == 1
+    _check("InferSelfManagedFunction", calls.actions)
+    assert calls.actions == {"s3:GetObject"}
+
+    [result] = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["result_topic"], 1))
+    calls.actions.clear()
+    summary = collect.handler(kafka_event([result], source, "b:9092"), None)
+    assert summary["applied"] == 1 and json.loads(result.value)["status"] == "done"
+    assert calls.actions == {"s3:DeleteObject"}
+    _check("CollectSelfManagedFunction", calls.actions)
