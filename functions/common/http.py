@@ -83,7 +83,7 @@ class BodyLimitMiddleware:
             return
         limit = self.limit(scope)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
             await error_response(413, f"request body exceeds {limit} bytes")(scope, receive, send)
             return
         seen = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid as uuid_lib
 
 from .contracts import MAX_SEQ, MAX_TOPK
@@ -18,10 +19,15 @@ def parse_uuid(value: object) -> str:
     return str(parsed)
 
 
+# ASCII digits with at most one sign: ``str.isdigit`` also says yes to "²" and "①", which ``int`` refuses
+# (a 500 once), and ``int`` itself accepts "1_000" and non-ASCII digits such as "١٢".
+_INTEGER = re.compile(r"\s*[+-]?[0-9]{1,19}\s*", re.ASCII)
+
+
 def parse_int(value: object, name: str, low: int, high: int | None = None) -> int:
     if value is None or value == "":
         raise BadRequest(f"field '{name}' is required")
-    if not isinstance(value, str) or not value.strip().lstrip("+-").isdigit() or len(value) > 20:
+    if not isinstance(value, str) or not _INTEGER.fullmatch(value):
         raise BadRequest(f"field '{name}' must be an integer")
     number = int(value)
     if number < low or (high is not None and number > high):

@@ -77,6 +77,11 @@ BAD_QUERIES: list[tuple[str, dict[str, Any], int, str]] = [
     ("missing seqEnd", {"uuid": SESSION, "seqStart": 1}, 400, "'seqEnd' is required"),
     ("negative seqStart", {"uuid": SESSION, "seqStart": -1, "seqEnd": 1}, 400, "between 0 and"),
     ("text seqEnd", {"uuid": SESSION, "seqStart": 0, "seqEnd": "ten"}, 400, "must be an integer"),
+    *[
+        (f"seqStart {bad!r}", {"uuid": SESSION, "seqStart": bad, "seqEnd": 1}, 400, "'seqStart' must be an integer")
+        for bad in ("²", "①", "+-5", "--5", "١٢", "1_000", "0x10", "1.0")
+    ],
+    ("seqEnd superscript", {"uuid": SESSION, "seqStart": 0, "seqEnd": "1²"}, 400, "'seqEnd' must be an integer"),
     ("inverted range", {"uuid": SESSION, "seqStart": 5, "seqEnd": 2}, 400, "must not be greater"),
     ("range too wide", {"uuid": SESSION, "seqStart": 0, "seqEnd": 5000}, 400, "at most 1000"),
 ]
