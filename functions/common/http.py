@@ -54,15 +54,20 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[..., object]] = {
 }
 
 
+# Open without the key: the health probe, and the web page itself (it asks for the key and sends it on its API calls;
+# guarded, the page that has the key field could never load).
+OPEN_PATHS = frozenset({"/health", "/"})
+
+
 class ApiKeyMiddleware:
-    """When ``API_KEY`` is set, every path except ``/health`` needs the ``x-api-key`` header."""
+    """When ``API_KEY`` is set, every path except ``OPEN_PATHS`` needs the ``x-api-key`` header."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         expected = get_settings().api_key
-        if scope["type"] == "http" and expected and scope["path"] != "/health":
+        if scope["type"] == "http" and expected and scope["path"] not in OPEN_PATHS:
             given = dict(scope["headers"]).get(b"x-api-key", b"")
             if not hmac.compare_digest(given, expected.encode()):
                 await error_response(401, "missing or wrong x-api-key header")(scope, receive, send)

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from functions.common import kafka_auth, resources
-from functions.common.contracts import BatchAccepted, RegisterResponse
+from functions.common.contracts import MAX_SEQ, BatchAccepted, RegisterResponse
 from functions.common.errors import BadRequest, PayloadTooLarge, ServiceError
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
 from functions.common.metrics import MetricsMiddleware, metrics
@@ -71,6 +71,11 @@ async def images(request: Request) -> Response:
         if not parts:
             raise BadRequest("field 'payload' is required (one or more files)")
         blobs = [await _read_file(part, f"payload[{i}]") for i, part in enumerate(parts)]
+    if seq_start + len(blobs) - 1 > MAX_SEQ:  # checked before anything is stored
+        raise BadRequest(
+            f"seqStart {seq_start} with {len(blobs)} files would reach seq {seq_start + len(blobs) - 1}; "
+            f"seqs go up to {MAX_SEQ}"
+        )
     deps = _deps()
     items = []
     for i, data in enumerate(blobs):

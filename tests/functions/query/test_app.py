@@ -14,6 +14,7 @@ import pytest
 
 from functions.common.contracts import InferenceResult
 from functions.common.db import DatabaseStore, RequestRow
+from functions.common.settings import reset_settings
 from functions.query import app as query
 from tests.helpers import load_event
 
@@ -94,6 +95,21 @@ async def test_bad_query_gets_a_clear_4xx(
     response = await client.get("/result", params=params)
     assert response.status_code == status
     assert message in response.json()["error"]
+
+
+async def test_with_an_api_key_the_page_loads_and_the_api_needs_the_key(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_KEY", "s3cret")
+    reset_settings()
+    page = await client.get("/")
+    params = {"uuid": SESSION, "seqStart": 0, "seqEnd": 1}
+    without = await client.get("/result", params=params)
+    wrong = await client.get("/result", params=params, headers={"x-api-key": "guess"})
+    right = await client.get("/result", params=params, headers={"x-api-key": "s3cret"})
+    assert page.status_code == 200 and "x-api-key" in page.text  # the page sends the key it is given
+    assert without.status_code == 401 and wrong.status_code == 401 and right.status_code == 200
+    assert (await client.get("/openapi.json")).status_code == 401
 
 
 async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient) -> None:

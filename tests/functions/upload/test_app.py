@@ -79,6 +79,21 @@ async def test_batch_upload_assigns_consecutive_seqs(client: httpx.AsyncClient) 
     assert [i["seq"] for i in response.json()["items"]] == [10, 11, 12]
 
 
+async def test_batch_reaching_past_the_last_seq_is_refused_before_anything_is_stored(
+    client: httpx.AsyncClient, configured: dict[str, Any]
+) -> None:
+    session = await _session(client)
+    files = [("payload", (name, photo(name))) for name in ("chelsea.jpg", "coffee.jpg", "camera.png")]
+    form = {"uuid": session, "seqStart": str(2**31 - 2), "topk": "1"}
+    response = await client.post("/images", data=form, files=files)
+    assert response.status_code == 400 and "would reach seq 2147483648" in response.json()["error"]
+    store = DatabaseStore(configured["database_url"])
+    try:
+        assert await store.get_range(session, 2**31 - 2, 2**31 - 1) == []
+    finally:
+        await store.close()
+
+
 async def test_batch_upload_names_the_bad_file(client: httpx.AsyncClient) -> None:
     session = await _session(client)
     files = [("payload", ("ok.jpg", photo())), ("payload", ("bad.txt", b"not an image"))]
