@@ -2,8 +2,9 @@
 
 A JPEG is checked without decoding it: its headers parse (Pillow reads them up to the first scan) and an end-of-image
 marker follows the scan data, so a truncated upload is refused. Entropy-decoding it here, even at 1/8 scale, was
-~10% of the HTTP process's CPU per upload; an image corrupt inside its scan data is accepted and gets a ``failed``
-result from infer, which decodes it anyway. Other formats are loaded (JPEG is what cameras and clients send)."""
+~10% of the HTTP process's CPU per upload; an image corrupt inside its scan data is accepted, and infer (which
+decodes it anyway) answers ``failed`` when it cannot. Other formats are loaded (JPEG is what cameras and clients
+send)."""
 
 from __future__ import annotations
 
