@@ -43,10 +43,11 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         return float(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)))
 
+    def expired(self, oldest_timestamp_ms: int, now_s: float) -> bool:
+        return self.max_record_age_s is not None and now_s - oldest_timestamp_ms / 1000 > self.max_record_age_s
+
     def exhausted(self, attempt: int, oldest_timestamp_ms: int, now_s: float) -> bool:
-        if self.max_record_age_s is not None and now_s - oldest_timestamp_ms / 1000 > self.max_record_age_s:
-            return True
-        return 0 <= self.max_retries < attempt
+        return self.expired(oldest_timestamp_ms, now_s) or 0 <= self.max_retries < attempt
 
 
 def policy_for(source: KafkaSource) -> RetryPolicy:
@@ -168,18 +169,21 @@ class EventSourceMapping:
                     "%s failed on %d records (attempt %d, retries %s): %r",
                     self.spec.name, len(batch), attempt, retries, exc,
                 )  # fmt: skip
-                oldest = min(r.timestamp for r in batch)
-                if self.retry.exhausted(attempt, oldest, time.time()):
+                oldest, now = min(r.timestamp for r in batch), time.time()
+                if self.retry.exhausted(attempt, oldest, now):
                     if self.source.bisect_on_error and len(batch) > 1:
                         half = len(batch) // 2
                         await self._deliver(batch[:half])
                         await self._deliver(batch[half:])
                     else:
-                        await self._on_failure(batch, exc, attempt)
+                        expired = self.retry.expired(oldest, now)
+                        await self._on_failure(batch, exc, attempt, "RecordAgeExceeded" if expired else None)
                     return
                 await asyncio.sleep(self.retry.delay(attempt))
 
-    async def _on_failure(self, batch: Sequence[Record], exc: BaseException, attempts: int) -> None:
+    async def _on_failure(
+        self, batch: Sequence[Record], exc: BaseException, attempts: int, condition: str | None = None
+    ) -> None:
         """``kafka://topic``: the records themselves, with the reason in headers (Lambda's Kafka destination); an
         SQS/SNS/S3 ARN: the metadata-only invocation record Lambda sends there, written here to the dead-letter
         topic in its place (no such service runs locally); no destination: the dead-letter topic, as before."""
@@ -194,7 +198,9 @@ class EventSourceMapping:
             ]  # fmt: skip
         else:
             topic = self.dlq_topic
-            record = failure_record(batch, self.source, self.bootstrap, self.spec.name, attempts)
+            record = failure_record(
+                batch, self.source, self.bootstrap, self.spec.name, attempts, condition or "RetryAttemptsExhausted"
+            )
             messages = [(None, json.dumps(record).encode(), [("destination", destination.encode())])]
         await self._produce(topic, messages)
         log.error("%s: %d records sent to %s after %d attempts", self.spec.name, len(batch), destination, attempts)

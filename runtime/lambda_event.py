@@ -94,10 +94,11 @@ def _iso(timestamp_ms: int) -> str:
 
 
 def failure_record(
-    records: Sequence[Record], source: KafkaSource, bootstrap: str, function: str, attempts: int
+    records: Sequence[Record], source: KafkaSource, bootstrap: str, function: str, attempts: int, condition: str
 ) -> dict[str, Any]:
     """The metadata-only record a Kafka event-source mapping sends to an SQS/SNS on-failure destination: where the
-    failed batch was (topic-partition, offsets, timestamps), never the records themselves."""
+    failed batch was (topic-partition, offsets, timestamps), never the records themselves. ``condition``:
+    ``RetryAttemptsExhausted`` or ``RecordAgeExceeded``."""
     info: dict[str, dict[str, str]] = {}
     for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
         entry = info.setdefault(
@@ -117,7 +118,7 @@ def failure_record(
         "requestContext": {
             "requestId": str(uuid.uuid4()),
             "functionArn": f"arn:aws:lambda:local:000000000000:function:{function}",
-            "condition": "RetryAttemptsExhausted",
+            "condition": condition,
             "approximateInvokeCount": attempts,
         },
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},

@@ -317,14 +317,21 @@ async def test_a_kafka_destination_gets_the_records_themselves(broker: str) -> N
     assert sorted(r.value for r in dead) == [b"v0", b"v1"]
 
 
-async def test_an_sqs_destination_gets_metadata_only(broker: str) -> None:
+@pytest.mark.parametrize(
+    ("retries", "age_s", "condition"), [(0, None, "RetryAttemptsExhausted"), (1000, 0, "RecordAgeExceeded")]
+)
+async def test_an_sqs_destination_gets_metadata_only(
+    broker: str, retries: int, age_s: int | None, condition: str
+) -> None:
     """What Lambda sends to an SQS/SNS destination: where the batch was, never its records (written to the
-    dead-letter topic locally, no queue runs here)."""
+    dead-letter topic locally, no queue runs here), and why it gave up."""
     topic, dlq = unique("src"), unique("dlq")
     await ensure_topics(broker, {topic: 1, dlq: 1})
     recording.reset(failures=-1)
     queue = "arn:aws:sqs:us-east-1:123456789012:failed-batches"
-    source = dataclasses.replace(_source(topic, batch=10), max_retries=0, on_failure=queue)
+    source = dataclasses.replace(
+        _source(topic, batch=10), max_retries=retries, max_record_age_s=age_s, on_failure=queue
+    )
     mapping = EventSourceMapping(_function(source), source, broker, dlq)
     await _produce(broker, topic, 3)
     dead: list[Any] = []
@@ -336,7 +343,7 @@ async def test_an_sqs_destination_gets_metadata_only(broker: str) -> None:
     [record] = dead
     body_ = json.loads(record.value)
     assert dict(record.headers)["destination"] == queue.encode()
-    assert body_["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert body_["requestContext"]["condition"] == condition
     info = body_["KafkaBatchInfo"]
     assert info["batchSize"] == 3 and info["bootstrapServers"] == broker
     assert info["recordsInfo"][f"{topic}-0"]["firstRecordOffset"] == "0"
