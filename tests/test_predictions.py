@@ -143,7 +143,13 @@ def test_resnet_scores_stored_in_mariadb_equal_a_direct_forward(
         "BLOB_URL": f"file://{tmp_path / 'blobs'}",
     }
     uploads = _uploads()
-    with launched(tmp_path, ["--workers", "2"], env) as runtime:
+    groups = [
+        "--param",
+        f"InferConsumerGroup={unique('infer')}",
+        "--param",
+        f"CollectConsumerGroup={unique('collect')}",
+    ]
+    with launched(tmp_path, ["--workers", "2", *groups], env) as runtime:  # own groups on the shared broker
         items = asyncio.run(_classify_through_the_stack(runtime.base_url, uploads))
     reference = _resnet18(tiny_weights)
     for item, (_, data) in zip(items, uploads, strict=True):

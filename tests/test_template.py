@@ -80,7 +80,9 @@ def test_sam_translation_and_runtime_reader_agree(mode: str, source_type: str) -
             group_config = (
                 "AmazonManagedKafkaEventSourceConfig" if mode == "MSK" else "SelfManagedKafkaEventSourceConfig"
             )
-            assert mapping[group_config]["ConsumerGroupId"] == source.group_id
+            group = "InferConsumerGroup" if "Infer" in spec.name else "CollectConsumerGroup"
+            assert mapping[group_config]["ConsumerGroupId"] == {"Ref": group}
+            assert source.group_id == ("faasinfer-infer" if "Infer" in spec.name else "faasinfer-collect")
     routes = {(r.method, r.path) for f in ours.functions for r in f.routes}
     api = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api")
     paths = api["Properties"]["Body"]["paths"]

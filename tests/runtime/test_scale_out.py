@@ -53,12 +53,12 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout_s:
         time.sleep(0.2)
 
 
-def _infer_only_runtime(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+def _infer_only_runtime(workdir: Path, env: dict[str, str], extra: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
     """``python -m runtime.local --functions InferSelfManagedFunction`` as another host would run it."""
     workdir.mkdir()
     log_path = workdir / "runtime.log"
     command = [sys.executable, "-m", "runtime.local", "--functions", "InferSelfManagedFunction", "--workers", "1"]
-    command += ["--partitions", "4", "--port", str(free_port())]
+    command += ["--partitions", "4", "--port", str(free_port()), *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, cwd=workdir, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log
@@ -81,13 +81,15 @@ async def test_two_runtimes_split_the_partitions_and_classify_each_image_once(
         "RESULT_TOPIC": unique("res"),
         "DLQ_TOPIC": unique("dlq"),
     }
-    other, other_log = _infer_only_runtime(tmp_path / "other-host", env)
+    group = unique("infer")
+    groups = ["--param", f"InferConsumerGroup={group}", "--param", f"CollectConsumerGroup={unique('collect')}"]
+    other, other_log = _infer_only_runtime(tmp_path / "other-host", env, groups)
     try:
         _wait_for(other_log, "serving on", other)
         main_host = tmp_path / "main-host"
         main_host.mkdir()
-        with launched(main_host, ["--workers", "1", "--partitions", "4"], env) as runtime:
-            await _group_settles_with(broker, "faasinfer-infer", members=2)
+        with launched(main_host, ["--workers", "1", "--partitions", "4", *groups], env) as runtime:
+            await _group_settles_with(broker, group, members=2)
             async with httpx.AsyncClient(base_url=runtime.base_url, timeout=30) as client:
                 session = (await client.post("/register")).json()["uuid"]
                 for seq in range(IMAGES):
