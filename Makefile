@@ -26,7 +26,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy functions runtime client
+	$(BIN)/mypy functions runtime client bench
 
 test: lint
 	$(BIN)/python -m pytest

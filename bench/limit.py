@@ -8,8 +8,10 @@ design: one image per invocation, no batching.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
+import queue
 import time
 from multiprocessing.synchronize import Barrier
 from typing import Any
@@ -22,15 +24,16 @@ LAYOUTS = ((1, 2), (2, 1))  # processes x threads that fit 2 cores (2 x 2 would 
 def _worker(images: list[bytes], batch: int, threads: int, model: str, barrier: Barrier, out: Any) -> None:
     import torch
 
+    from functions.common.image_limits import ImageLimits
     from functions.infer.catalog import ModelSpec, load_classifier
 
     classifier = load_classifier(ModelSpec(model, "random", threads=threads))
-    warm = torch.stack([classifier.preprocess(images[0], 10**9)] * min(batch, 2))
+    warm = torch.stack([classifier.preprocess(images[0], ImageLimits())] * min(batch, 2))
     classifier.predict(warm, [1] * len(warm))
     barrier.wait()
     started = time.perf_counter()
     for i in range(0, len(images), batch):
-        chunk = [classifier.preprocess(data, 10**9) for data in images[i : i + batch]]
+        chunk = [classifier.preprocess(data, ImageLimits()) for data in images[i : i + batch]]
         classifier.predict(torch.stack(chunk), [5] * len(chunk))
     out.put(time.perf_counter() - started)
 
@@ -43,7 +46,18 @@ def measure(images: list[bytes], processes: int, threads: int, batch: int, model
     procs = [ctx.Process(target=_worker, args=(share, batch, threads, model, barrier, out)) for share in shares]
     for p in procs:
         p.start()
-    elapsed = max(out.get(timeout=600) for _ in procs)
+    times: list[float] = []
+    deadline = time.monotonic() + 900
+    while len(times) < len(procs):  # a worker that dies fails the run at once (its peers wait at the barrier)
+        if failed := [p.exitcode for p in procs if p.exitcode not in (None, 0)]:
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"a limit worker exited with {failed}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("limit workers did not finish within 900 s")
+        with contextlib.suppress(queue.Empty):
+            times.append(out.get(timeout=0.5))
+    elapsed = max(times)
     for p in procs:
         p.join()
     return len(images) / elapsed

@@ -90,13 +90,14 @@ def _db_latencies(db: Path, session: str) -> list[float]:
 
 def model_time_per_image(images: list[bytes], model: str) -> float:
     """Median seconds to decode, preprocess and classify one image alone (1 thread, as a worker does)."""
+    from functions.common.image_limits import ImageLimits
     from functions.infer.catalog import ModelSpec, load_classifier
 
     classifier = load_classifier(ModelSpec(model, "random", threads=1))
     times = []
     for data in images:
         started = time.perf_counter()
-        classifier.predict(classifier.preprocess(data, 10**9)[None], [5])
+        classifier.predict(classifier.preprocess(data, ImageLimits())[None], [5])
         times.append(time.perf_counter() - started)
     return statistics.median(times[1:] or times)
 

@@ -84,11 +84,9 @@ class Client:
 
         async def one(index: int, path: Path) -> dict[str, Any]:
             async with gate:
-                response = await self._http.post(
-                    "/image",
-                    data={"uuid": session, "seq": str(seq_start + index), "topk": str(topk)},
-                    files={"payload": (path.name, await asyncio.to_thread(path.read_bytes))},
-                )
+                form = {"uuid": session, "seq": str(seq_start + index), "topk": str(topk)}
+                payload = {"payload": (path.name, await asyncio.to_thread(path.read_bytes))}
+                response = await self._post_retrying_busy("/image", data=form, files=payload)
             accepted: dict[str, Any] = self._check(response)
             if on_done is not None:
                 maybe = on_done(index, path)
@@ -97,6 +95,17 @@ class Client:
             return accepted
 
         return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(files))))
+
+    async def _post_retrying_busy(self, path: str, attempts: int = 6, **kwargs: Any) -> httpx.Response:
+        """POST; a 503 (server busy, or a dependency down) is retried after its ``Retry-After`` (uploads are
+        idempotent: the same seq with the same bytes is accepted once)."""
+        for _ in range(attempts - 1):
+            response = await self._http.post(path, **kwargs)
+            if response.status_code != 503:
+                return response
+            retry_after = response.headers.get("retry-after", "1")
+            await asyncio.sleep(min(10.0, float(retry_after)) if retry_after.isdigit() else 1.0)
+        return await self._http.post(path, **kwargs)
 
     async def results(self, session: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

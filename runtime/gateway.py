@@ -9,6 +9,7 @@ failed invocation (500, as API Gateway answers them), an invocation past its ``T
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -18,14 +19,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import generate_latest
 from starlette.types import Receive, Scope, Send
 
+from . import supervisor
 from .invoker import Function, FunctionTimedOut
 
 log = logging.getLogger(__name__)
 
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # HTTP API request payload quota
 LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # synchronous invocation: request and response, each
+BODY_TIMEOUT_S = 30.0  # a request's whole body (API Gateway's integration timeout is 30 s too): slow clients end
 _TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml")
 
 
@@ -130,8 +134,9 @@ def _check_payload(kind: str, payload: Mapping[str, Any], status: int) -> None:
 class ApiGateway:
     """ASGI app: ``(method, path)`` → the function the template routes it to; 404/405 as JSON otherwise."""
 
-    def __init__(self, routes: Mapping[tuple[str, str], Function]) -> None:
+    def __init__(self, routes: Mapping[tuple[str, str], Function], body_timeout_s: float = BODY_TIMEOUT_S) -> None:
         self.routes = dict(routes)
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,7 +149,11 @@ class ApiGateway:
                 if allowed:
                     raise RequestRejected(405, f"method not allowed; use {', '.join(allowed)}")
                 raise RequestRejected(404, "not found")
-            event = http_api_event(scope, await _read_body(scope, receive), f"{method} {path}")
+            try:
+                request_body = await asyncio.wait_for(_read_body(scope, receive), self.body_timeout_s)
+            except TimeoutError:
+                raise RequestRejected(408, f"request body not received within {self.body_timeout_s:g} s") from None
+            event = http_api_event(scope, request_body, f"{method} {path}")
             _check_payload("request", event, 413)
             response = await self._invoke(function, event)
             _check_payload("response", response, 500)
@@ -157,7 +166,10 @@ class ApiGateway:
             headers[str(name).lower()] = ",".join(str(v) for v in values)
         body = response.get("body") or ""
         raw = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
-        await _send(send, int(response.get("statusCode", 200)), headers, response.get("cookies") or [], raw)
+        status = int(response.get("statusCode", 200))
+        if path == "/metrics" and status == 200:  # the runtime's own counters (restarts) after the function's
+            raw += generate_latest(supervisor.REGISTRY)
+        await _send(send, status, headers, response.get("cookies") or [], raw)
 
     @staticmethod
     async def _invoke(function: Function, event: dict[str, Any]) -> dict[str, Any]:

@@ -23,13 +23,15 @@ from .gateway import ApiGateway
 from .invoker import Function
 from .logs import configure_logging
 from .placement import make_function
-from .sockets import Server, listening_socket
+from .sockets import HEADER_TIMEOUT_S, Server, header_timeout_protocol, listening_socket
 from .template import FunctionSpec
 
 
-def server_for(gateway: ApiGateway) -> Server:
-    """uvicorn serving ``gateway`` on the sockets given to ``serve`` (``listening_socket``)."""
-    return Server(uvicorn.Config(gateway, lifespan="off", log_level="warning"))
+def server_for(gateway: ApiGateway, header_timeout_s: float = HEADER_TIMEOUT_S) -> Server:
+    """uvicorn serving ``gateway`` on the sockets given to ``serve`` (``listening_socket``); request headers must
+    arrive within ``header_timeout_s``."""
+    protocol = header_timeout_protocol(header_timeout_s)
+    return Server(uvicorn.Config(gateway, lifespan="off", log_level="warning", http=protocol))
 
 
 Environments = Sequence[tuple[FunctionSpec, Mapping[str, str]]]  # each function with its own environment

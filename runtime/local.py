@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,15 +107,23 @@ def topics_of(placements: Sequence[Placement], partitions: int) -> dict[str, int
     return topics
 
 
-async def prepare_database(placements: Sequence[Placement]) -> None:
-    """Create the tables of every database the functions use (they would on first connect; this fails early)."""
+async def prepare_database(placements: Sequence[Placement]) -> str | None:
+    """Create the tables of every database the functions use (they would on first connect; this fails early);
+    what is wrong when a database cannot be used."""
     for url in {p.settings.database_url for p in placements if p.settings.database_url}:
         store = DatabaseStore(url)
         try:
             await store.init_schema()
+        except sqlite3.DatabaseError as exc:
+            path = url.split(":///", 1)[-1]
+            return (
+                f"the database file {path} cannot be used ({exc}): move it away (an empty one is created) "
+                "or set DATABASE_URL"
+            )
         finally:
             await store.close()
         log.info("database %s", url.split("@")[-1])
+    return None
 
 
 async def serve(options: Options, shell: Mapping[str, str]) -> int:
@@ -136,7 +145,9 @@ async def serve(options: Options, shell: Mapping[str, str]) -> int:
             return 1
         topics = topics_of(placements, options.partitions)
         await ensure_topics(bootstrap, topics, kafka_auth.client_options(placements[0].settings) if placements else {})
-        await prepare_database(placements)
+        if (problem := await prepare_database(placements)) is not None:
+            log.error("%s", problem)
+            return 1
         await stack.enter_async_context(broker_watch(broker, topics))
         retry = None if options.max_retries is None else RetryPolicy(max_retries=options.max_retries)
         kafka = [p for p in placements if p.spec.kafka]

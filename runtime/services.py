@@ -14,19 +14,22 @@ import multiprocessing
 import os
 import queue
 import socket
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
 from functions.common.settings import Settings
 
+from . import supervisor
 from .broker import EmbeddedBroker, keep_alive
 from .http_server import Environments, http_functions, http_process_main, server_for
 from .kafka_esm import RetryPolicy
 from .placement import make_function
 from .schedule import Schedule
+from .supervisor import Child
 from .template import FunctionSpec
 from .worker import mappings_for, supervise, worker_main
 
@@ -72,25 +75,42 @@ async def worker_processes(
     placements: Sequence[tuple[Placement, int]], bootstrap: str, retry: RetryPolicy | None
 ) -> AsyncIterator[None]:
     """Start every worker process, wait until each ran its function's init (a failure raises ``RuntimeError``:
-    nothing is served by a system that cannot classify), stop them all on exit."""
+    nothing is served by a system that cannot classify), keep them running (``supervisor``), stop them on exit."""
     started: multiprocessing.Queue[tuple[int, str | None]] = _spawn.Queue()
-    processes: list[BaseProcess] = []
+    children: list[Child] = []
+
+    def starter(placement: Placement, index: int) -> Callable[[], BaseProcess]:
+        def start() -> BaseProcess:
+            args = (placement.spec, dict(placement.environment), bootstrap, retry, index, started)
+            process = _spawn.Process(target=worker_main, name=f"{placement.spec.name}#{index}", daemon=True, args=args)
+            process.start()
+            return process
+
+        return start
+
     try:
         for placement, count in placements:
             for index in range(count):
-                args = (placement.spec, dict(placement.environment), bootstrap)
-                process = _spawn.Process(
-                    target=worker_main, name=f"{placement.spec.name}#{index}", daemon=True,
-                    args=(*args, retry, index, started),
-                )  # fmt: skip
-                process.start()
-                processes.append(process)
+                start = starter(placement, index)
+                children.append(Child(f"{placement.spec.name}#{index}", start, start()))
             log.info("%s: %d worker processes", placement.spec.name, count)
-        for _ in processes:
+        for _ in children:
             await _worker_started(started)
-        yield
+        async with _tasks([supervisor.watch(children), _report_restarted_inits(started)]):
+            yield
     finally:
-        await _stop_processes(processes)
+        await _stop_processes([c.process for c in children])
+
+
+async def _report_restarted_inits(started: multiprocessing.Queue[tuple[int, str | None]]) -> None:
+    """A restarted worker reports its init like the first one did; a failed init is logged (and restarted)."""
+    while True:
+        try:  # with a timeout: a thread blocked in ``get`` would hold up the interpreter's exit
+            _, failure = await asyncio.to_thread(started.get, True, 1.0)
+        except queue.Empty:
+            continue
+        if failure is not None:
+            log.error("a restarted worker cannot start: %s", failure)
 
 
 async def _worker_started(started: multiprocessing.Queue[tuple[int, str | None]], timeout_s: float = 600) -> None:
@@ -142,21 +162,24 @@ async def http_service(
     """The HTTP API on ``sock``: this process, plus ``processes - 1`` more binding the same port."""
     host, port = sock.getsockname()[:2]
     extra = [(_spawn.Event(), index) for index in range(1, processes if environments else 1)]
-    children = [
-        _spawn.Process(
-            target=http_process_main,
-            name=f"http#{i}",
-            daemon=True,
-            args=(environments, instances, build_dir, host, port, ready),
-        )
-        for ready, i in extra
-    ]
+
+    def starter(ready: EventType, index: int) -> Callable[[], BaseProcess]:
+        def start() -> BaseProcess:
+            args = (environments, instances, build_dir, host, port, ready)
+            process = _spawn.Process(target=http_process_main, name=f"http#{index}", daemon=True, args=args)
+            process.start()
+            return process
+
+        return start
+
+    children: list[Child] = []
     gateway, functions = http_functions(environments, instances, build_dir)
     server = server_for(gateway)
     try:
         await asyncio.gather(*(f.start() for f in functions))
-        for child in children:
-            child.start()
+        for ready, index in extra:
+            start = starter(ready, index)
+            children.append(Child(f"http#{index}", start, start()))
         for ready, _ in extra:  # all of them accept before the port answers at all (clients keep connections)
             if not await asyncio.to_thread(ready.wait, 120):
                 log.error("an HTTP process did not start within 120 s")
@@ -168,12 +191,13 @@ async def http_service(
             await asyncio.sleep(0.05)
         for route in sorted(gateway.routes, key=lambda r: r[1]):
             log.info("route %-4s %s -> %s", *route, gateway.routes[route].spec.name)
-        yield
+        async with _tasks([supervisor.watch(children)]):
+            yield
         server.should_exit = True
         await serving
     finally:
         await asyncio.gather(*(f.stop() for f in functions))
-        await _stop_processes(children)
+        await _stop_processes([c.process for c in children])
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -44,6 +45,9 @@ def mappings_for(
         EventSourceMapping(function, source, bootstrap, settings.dlq_topic, retry, options)
         for source in function.spec.kafka
     ]
+
+
+WORKER_NICENESS = 5
 
 
 def _limit_malloc_arenas(environment: Mapping[str, str]) -> None:
@@ -91,6 +95,9 @@ def worker_main(
     """Entry point of a spawned worker process: init (reported on ``started``), then the mappings."""
     configure_logging(f"{spec.name}#{index}")
     _limit_malloc_arenas(environment)
+    # Batch work yields the CPU to the HTTP process on a shared machine (on Lambda each function has its own):
+    # see bench/hostile.py for an ordinary upload's latency while the workers decode a flood of costly images.
+    os.nice(WORKER_NICENESS)
 
     async def main() -> None:
         function = make_function(spec, environment)

@@ -36,11 +36,13 @@ class InferenceRequest(_Message):
 
 
 class InferenceResult(_Message):
-    """``inference-result``: what infer decided for one request."""
+    """``inference-result``: what infer decided for one request. ``retrying``: not classified this time for a reason
+    that may pass (the model cannot be loaded); the request stays queued with ``error`` saying why, and the
+    sweeper publishes it again (``MAX_ATTEMPTS``)."""
 
     uuid: str
     seq: int = Field(ge=0)
-    status: Literal["done", "failed"]
+    status: Literal["done", "failed", "retrying"]
     labels: list[str] = Field(default_factory=list)
     scores: list[float] = Field(default_factory=list)
     error: str | None = None

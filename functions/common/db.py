@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .contracts import InferenceResult
-from .records import SCHEMA, Applied, RequestRow, UnknownSession, row_from_record
+from .records import Applied, RequestRow, UnknownSession, create_tables, missing_table, row_from_record
 from .sql import Driver
 
 if TYPE_CHECKING:  # ``databases`` pulls in SQLAlchemy (~0.2 s): imported when the first store is created
@@ -36,6 +36,9 @@ class Store(Protocol):
     async def status_counts(self) -> dict[str, int]: ...
     async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]: ...
     async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None: ...
+    async def queued_since(self, before: float) -> tuple[int, float | None]: ...
+    async def claim_publish(self, uuid: str, seq: int, at: float, stale_before: float) -> bool: ...
+    async def release_publish(self, uuid: str, seq: int) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -96,26 +99,32 @@ class DatabaseStore:
 
     async def _io(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
         try:
-            async with (await self._ready()).connection() as connection:
-                return await operation(connection)
-        except _connection_errors() as exc:
-            if self.is_sqlite:
+            return await self._on_connection(operation)
+        except Exception as exc:
+            if missing_table(exc):  # dropped behind our back: said loudly, re-created, the operation retried
+                log.error("database table missing (%s); re-creating the schema", exc)
+                await self._on_connection(self._create_tables)
+            elif self.is_sqlite or not isinstance(exc, _connection_errors()):
                 raise
-            # The pool drops dead connections when they are next acquired; other requests may still hold
-            # connections of this pool, so it is retried, never torn down here.
-            log.warning("database connection lost (%r); retrying once", exc)
-            async with (await self._ready()).connection() as connection:
-                return await operation(connection)
+            else:
+                # The pool drops dead connections when they are next acquired; other requests may still hold
+                # connections of this pool, so it is retried, never torn down here.
+                log.warning("database connection lost (%r); retrying once", exc)
+            return await self._on_connection(operation)
+
+    async def _on_connection(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        async with (await self._ready()).connection() as connection:
+            return await operation(connection)
 
     async def _create_tables(self, db: Connection) -> None:
-        for statement in SCHEMA:
-            await self._sql.execute(db, statement)
+        await create_tables(self._sql, db)
 
     async def init_schema(self) -> None:
         await self._io(self._create_tables)
 
     async def ping(self) -> None:
-        await self._io(lambda db: self._sql.fetch_all(db, "SELECT 1"))
+        """The database answers and holds the tables (re-created if they were dropped)."""
+        await self._io(lambda db: self._sql.fetch_all(db, "SELECT 1 FROM sessions, requests WHERE 1 = 0"))
 
     async def close(self) -> None:
         if self._db.is_connected:
@@ -152,15 +161,15 @@ class DatabaseStore:
             "content_type": row.content_type,
             "status": "queued",
             "submitted_at": submitted_at,
-        }
+        }  # published_at = submitted_at: the creator holds the publish claim (``claim_publish``)
 
         async def insert(db: Connection) -> tuple[RequestRow, bool]:
             # One statement on the common path: inserted only if the session exists and (uuid, seq) is free.
             inserted = await self._sql.execute(
                 db,
                 f"{self._insert_ignore} INTO requests (uuid, seq, topk, blob_key, content_hash, content_type,"
-                " status, submitted_at) SELECT :uuid, :seq, :topk, :blob_key, :content_hash, :content_type,"
-                " :status, :submitted_at FROM sessions WHERE uuid = :uuid",
+                " status, submitted_at, published_at) SELECT :uuid, :seq, :topk, :blob_key, :content_hash,"
+                " :content_type, :status, :submitted_at, :submitted_at FROM sessions WHERE uuid = :uuid",
                 values,
             )
             if inserted == 1:
@@ -195,13 +204,14 @@ class DatabaseStore:
             "finished_at": result.finished_at.timestamp(),
         }
         # The rule lives in the statement's guard, so concurrent collectors cannot regress a row either.
-        changed = await self._sql.execute(
-            db,
-            "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
+        statement = (
+            "UPDATE requests SET error = :error, model = :model WHERE uuid = :uuid AND seq = :seq AND status = 'queued'"
+            if result.status == "retrying"  # why the attempt failed; the row stays queued
+            else "UPDATE requests SET status = :status, labels = :labels, scores = :scores, error = :error,"
             " model = :model, finished_at = :finished_at WHERE uuid = :uuid AND seq = :seq"
-            " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))",
-            values,
+            " AND (status = 'queued' OR (status = 'failed' AND :status = 'done'))"
         )
+        changed = await self._sql.execute(db, statement, values)
         if changed == 1:
             return Applied.APPLIED
         current = await self._sql.fetch_one(db, "SELECT status FROM requests WHERE uuid = :uuid AND seq = :seq", key)
@@ -238,16 +248,56 @@ class DatabaseStore:
         )
         return [row_from_record(r) for r in records]
 
+    async def queued_since(self, before: float) -> tuple[int, float | None]:
+        """How many requests are still queued that were submitted before ``before``, and the oldest's time."""
+        record = await self._io(
+            lambda db: self._sql.fetch_one(
+                db,
+                "SELECT COUNT(*) AS n, MIN(submitted_at) AS oldest FROM requests"
+                " WHERE status = 'queued' AND submitted_at < :before",
+                {"before": before},
+            )
+        )
+        if record is None or not record["n"]:
+            return 0, None
+        return int(record["n"]), float(record["oldest"])
+
     async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None:
+        """The sweeper published these again: one more attempt each."""
+
         async def mark(db: Connection) -> None:
             for uuid, seq in keys:
                 await self._sql.execute(
                     db,
-                    "UPDATE requests SET published_at = :at WHERE uuid = :uuid AND seq = :seq",
+                    "UPDATE requests SET published_at = :at, attempts = attempts + 1 WHERE uuid = :uuid AND seq = :seq",
                     {"at": at, "uuid": uuid, "seq": seq},
                 )
 
         await self._io(mark)
+
+    async def claim_publish(self, uuid: str, seq: int, at: float, stale_before: float) -> bool:
+        """Whether this caller may publish a queued request: true for one caller at a time, when no publish was
+        claimed since ``stale_before`` (or the last one was released)."""
+        changed = await self._io(
+            lambda db: self._sql.execute(
+                db,
+                "UPDATE requests SET published_at = :at WHERE uuid = :uuid AND seq = :seq AND status = 'queued'"
+                " AND (published_at IS NULL OR published_at < :stale_before)",
+                {"at": at, "uuid": uuid, "seq": seq, "stale_before": stale_before},
+            )
+        )
+        return changed == 1
+
+    async def release_publish(self, uuid: str, seq: int) -> None:
+        """A claimed publish failed: the next replay may publish at once (the sweeper's clock restarts from the
+        submission)."""
+        await self._io(
+            lambda db: self._sql.execute(
+                db,
+                "UPDATE requests SET published_at = NULL WHERE uuid = :uuid AND seq = :seq",
+                {"uuid": uuid, "seq": seq},
+            )
+        )
 
     async def _select_request(self, db: Connection, uuid: str, seq: int) -> RequestRow | None:
         record = await self._sql.fetch_one(

@@ -31,6 +31,16 @@ class UnsupportedMedia(ServiceError):
     status_code = 415
 
 
+class Busy(ServiceError):
+    """Capacity is exhausted for now; the answer carries ``Retry-After``."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Misconfigured(ServiceError):
     """A setting the deployment must provide is missing; the message names the template parameter."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
@@ -14,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import resources
 from .contracts import Health
-from .errors import PayloadTooLarge, ServiceError, infrastructure_errors
+from .errors import Busy, PayloadTooLarge, ServiceError, infrastructure_errors
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,10 @@ async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     if exc.status_code >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.message)
-    return error_response(exc.status_code, exc.message)
+    response = error_response(exc.status_code, exc.message)
+    if isinstance(exc, Busy):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -104,21 +109,44 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+HEALTH_PROBE_TIMEOUT_S = 1.5  # every probe runs at once: /health answers within 2 s even when one hangs
+
+
 async def health(request: Request) -> Response:
-    """Checks that the database and the broker answer."""
-    checks: dict[str, str] = {}
+    """Each dependency and the inference path: the database (answering, tables present), the broker (answering),
+    inference (no request queued longer than ``HEALTH_QUEUED_LIMIT_S``). 503 with the details when degraded."""
+    store, settings = resources.store.get(), get_settings()
+
+    async def inference() -> None:
+        count, oldest = await store.queued_since(time.time() - settings.health_queued_limit_s)
+        if count:
+            raise RuntimeError(
+                f"{count} requests queued for more than {settings.health_queued_limit_s:g} s (oldest "
+                f"{time.time() - (oldest or 0):.0f} s): inference is not keeping up, failing or not running"
+            )
+
     probes: dict[str, Callable[[], Awaitable[None]]] = {
-        "database": resources.store.get().ping,
+        "database": store.ping,
         "broker": resources.producer.get().ping,
+        "inference": inference,
     }
-    for name, probe in probes.items():
-        try:
-            await probe()
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    outcomes = await asyncio.gather(*(_probe(probe) for probe in probes.values()))
+    checks = dict(zip(probes, outcomes, strict=True))
+    if checks["database"] != "ok":
+        checks["inference"] = "unknown: the database is unavailable"
     body = Health(status="ok" if all(v == "ok" for v in checks.values()) else "degraded", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
+
+
+async def _probe(probe: Callable[[], Awaitable[None]]) -> str:
+    try:
+        await asyncio.wait_for(probe(), HEALTH_PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return f"error: no answer within {HEALTH_PROBE_TIMEOUT_S:g} s"
+    except Exception as exc:
+        text = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+        return f"error: {text}"[:300]
+    return "ok"
 
 
 def pydantic_response(model: BaseModel, status_code: int = 200) -> Response:

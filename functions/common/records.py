@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .contracts import Status
+
+if TYPE_CHECKING:
+    from databases.core import Connection
+
+    from .sql import Driver
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
@@ -29,9 +34,13 @@ SCHEMA = (
         submitted_at DOUBLE NOT NULL,
         finished_at DOUBLE,
         published_at DOUBLE,
+        attempts INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (uuid, seq)
     )""",
+    "CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, submitted_at)",
 )
+# Columns added after the first release: (name, definition), added to existing tables at start (``DatabaseStore``).
+ADDED_COLUMNS = (("attempts", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class RequestRow:
     model: str | None = None
     submitted_at: float = 0.0
     finished_at: float | None = None
+    attempts: int = 0  # times the sweeper published it again
 
 
 class UnknownSession(LookupError):
@@ -78,4 +88,30 @@ def row_from_record(m: dict[str, Any]) -> RequestRow:
         model=m["model"],
         submitted_at=float(m["submitted_at"]),
         finished_at=None if m["finished_at"] is None else float(m["finished_at"]),
+        attempts=int(m.get("attempts") or 0),
     )
+
+
+async def create_tables(sql: Driver, db: Connection) -> None:
+    """The schema, idempotent: tables and index if missing, then columns added since a table was created."""
+    for statement in SCHEMA:
+        await sql.execute(db, statement)
+    if sql.sqlite:  # SQLite has no ADD COLUMN IF NOT EXISTS
+        present = {r["name"] for r in await sql.fetch_all(db, "PRAGMA table_info(requests)")}
+        for name, ddl in ADDED_COLUMNS:
+            if name not in present:
+                await sql.execute(db, f"ALTER TABLE requests ADD COLUMN {name} {ddl}")
+    else:
+        for name, ddl in ADDED_COLUMNS:
+            await sql.execute(db, f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {name} {ddl}")
+
+
+def missing_table(exc: BaseException) -> bool:
+    """SQLite's "no such table", MariaDB's ER_NO_SUCH_TABLE (1146): the schema was dropped under us."""
+    import sqlite3
+
+    import asyncmy.errors
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return "no such table" in str(exc)
+    return isinstance(exc, asyncmy.errors.ProgrammingError) and bool(exc.args) and exc.args[0] == 1146

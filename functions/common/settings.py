@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_pixels: int = Field(default=40_000_000, gt=0)
     max_image_side: int = Field(default=20_000, gt=0)
+    max_aspect_ratio: float = Field(default=20.0, ge=1)  # long side / short side; beyond it preprocessing explodes
+    upload_decode_slots: int = Field(default=2, gt=0)  # concurrent full decodes at upload, per process
+    upload_decode_wait_s: float = Field(default=0.0, ge=0)  # a decode waits this long for a slot, then 503
     max_range: int = Field(default=1000, gt=0)
     max_batch_files: int = Field(default=64, gt=0)
     max_batch_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
@@ -54,6 +57,8 @@ class Settings(BaseSettings):
 
     sweep_after_s: float = Field(default=60.0, ge=0)  # a request queued this long is published again
     sweep_batch: int = Field(default=500, gt=0)
+    max_attempts: int = Field(default=5, ge=0)  # sweeper re-publishes per request; then it is failed, saying why
+    health_queued_limit_s: float = Field(default=300.0, gt=0)  # /health is degraded while a request waits longer
 
     aws_lambda_function_name: str | None = None  # set by Lambda (and by the local runtime per function)
 

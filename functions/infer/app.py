@@ -7,14 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from functions.common import kafka_auth, resources
-from functions.common.contracts import InferenceRequest, InferenceResult
+from functions.common.contracts import InferenceRequest
 from functions.common.handler import dead_letter, failed_for_invalid
+from functions.common.image_limits import ImageLimits
 from functions.common.kafka_event import parse_messages
 from functions.common.settings import get_settings
 
 from . import service
 from .catalog import ModelSpec, load_classifier
-from .model import Classifier
+from .model import Classifier, ModelUnavailable
 
 # Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
 kafka_auth.check(get_settings())
@@ -57,19 +58,25 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
     settings = get_settings()
     batch = parse_messages(event, InferenceRequest)
     invalid_results, rejected = failed_for_invalid(batch)
-    results: list[InferenceResult] = invalid_results + await service.process(
-        batch.messages,
-        resources.blobs.get(),
-        classifier(),
-        decode_pool(),
-        settings.infer_max_batch,
-        settings.max_pixels,
-    )
+    try:
+        model = classifier()
+    except ModelUnavailable as exc:  # retried by the sweeper, bounded; the row says why meanwhile
+        log.error("model unavailable: %s", exc)
+        results = invalid_results + [service.retrying(r, f"model unavailable: {exc}") for r in batch.messages]
+    else:
+        results = invalid_results + await service.process(
+            batch.messages,
+            resources.blobs.get(),
+            model,
+            decode_pool(),
+            settings.infer_max_batch,
+            ImageLimits.of(settings),
+        )
     producer = resources.producer.get()
     await producer.publish(settings.result_topic, [(r.key, r.model_dump_json().encode(), []) for r in results])
     await dead_letter(producer, settings.dlq_topic, rejected, "infer")
-    done = sum(r.status == "done" for r in results)
-    return {"done": done, "failed": len(results) - done, "dead_lettered": len(rejected)}
+    done, failed = (sum(r.status == status for r in results) for status in ("done", "failed"))
+    return {"done": done, "failed": failed, "retrying": len(results) - done - failed, "dead_lettered": len(rejected)}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:

@@ -135,7 +135,7 @@ def _torchvision(arch: str, weights: str, labels_file: str | None) -> Classifier
         net = torchvision.models.get_model(arch, weights=None, num_classes=len(labels))
         if weights != "random":
             _load_state(net, Path(weights), arch)
-        return Classifier(f"{arch}:{tag}", _ready(net), labels, reference.transforms())
+        return Classifier(f"{arch}:{tag}", _ready(net), labels, reference.transforms(), _short_side(reference))
     if labels_file:
         raise ModelUnavailable("INFER_LABELS applies to state-dict files and own models; named weights bring theirs")
     try:
@@ -153,7 +153,8 @@ def _torchvision(arch: str, weights: str, labels_file: str | None) -> Classifier
             f"failed ({exc!r}). Put the file there, set INFER_WEIGHTS to a state-dict file, or "
             f"INFER_MODEL={PACKAGED} for weights that need no download"
         ) from exc
-    return Classifier(f"{arch}:{chosen.name}", _ready(net), list(chosen.meta["categories"]), chosen.transforms())
+    categories = list(chosen.meta["categories"])
+    return Classifier(f"{arch}:{chosen.name}", _ready(net), categories, chosen.transforms(), _short_side(chosen))
 
 
 def _own_file(path: Path, labels_file: str | None) -> Classifier:
@@ -172,6 +173,12 @@ def _own_file(path: Path, labels_file: str | None) -> Classifier:
     except Exception as exc:
         raise ModelUnavailable(f"INFER_MODEL={path}: not a TorchScript or torch.export (.pt2) file ({exc})") from exc
     return Classifier(f"{path.stem}:file:{path.name}", net, read_labels(labels_file), _imagenet_transform())
+
+
+def _short_side(weights: Any) -> int:
+    """What the weights' transforms resize the short side to (``ImageClassification.resize_size``; 256 else)."""
+    size = getattr(weights.transforms(), "resize_size", None)
+    return int(size[0]) if size else 256
 
 
 def _seed_if_random(arch: str, tag: str) -> None:

@@ -8,7 +8,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image
+
+from functions.common.image_limits import ImageLimits
+
+# EXIF orientation -> the transpose that shows the image upright (as ``ImageOps.exif_transpose`` does).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ModelUnavailable(RuntimeError):
@@ -26,15 +39,24 @@ class Classifier:
     labels: Sequence[str]
     transform: Callable[[Image.Image], torch.Tensor]
 
-    def preprocess(self, data: bytes, max_pixels: int) -> torch.Tensor:
-        """Decode with Pillow (EXIF orientation applied, any mode to RGB), then the weights' own transform."""
+    short_side: int = 256  # what ``transform`` resizes the short side to (its input needs no more detail)
+
+    def preprocess(self, data: bytes, limits: ImageLimits) -> torch.Tensor:
+        """Decode with Pillow, no larger than twice the transform's short side (a JPEG decodes at 1/2..1/8 scale
+        by DCT scaling, other formats are box-reduced after decoding), orient by EXIF, any mode to RGB, then the
+        transform. The limits are checked from the header first, so no image costs more than they allow."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(data)) as img:
-                    if img.width * img.height > max_pixels:
-                        raise UndecodableImage(f"image has {img.width * img.height} pixels, limit is {max_pixels}")
-                    rgb = ImageOps.exif_transpose(img).convert("RGB")
+                    if (violation := limits.violation(*img.size)) is not None:
+                        raise UndecodableImage(violation.message)
+                    orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+                    img.draft(None, (2 * self.short_side, 2 * self.short_side))
+                    small = _reduced(img, 2 * self.short_side)
+                    if orientation in _UPRIGHT:
+                        small = small.transpose(_UPRIGHT[orientation])
+                    rgb = small.convert("RGB")
         except UndecodableImage:
             raise
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning) as exc:
@@ -51,3 +73,10 @@ class Classifier:
         for row, k in enumerate(topks):
             out.append(([self.labels[i] for i in indices[row, :k].tolist()], scores[row, :k].tolist()))
         return out
+
+
+def _reduced(img: Image.Image, short_side: int) -> Image.Image:
+    """``img`` decoded, box-reduced by the largest integer factor that keeps its short side >= ``short_side``."""
+    img.load()
+    factor = min(img.size) // short_side
+    return img.reduce(factor) if factor >= 2 else img

@@ -11,6 +11,7 @@ import torch
 
 from functions.common.blobs import BlobNotFound, BlobStore
 from functions.common.contracts import InferenceRequest, InferenceResult
+from functions.common.image_limits import ImageLimits
 
 from .model import Classifier, UndecodableImage
 
@@ -21,8 +22,12 @@ def failed(request_uuid: str, seq: int, reason: str, model: str | None = None) -
     return InferenceResult(uuid=request_uuid, seq=seq, status="failed", error=reason, model=model)
 
 
+def retrying(request: InferenceRequest, reason: str) -> InferenceResult:
+    return InferenceResult(uuid=request.uuid, seq=request.seq, status="retrying", error=reason)
+
+
 async def _fetch_and_decode(
-    request: InferenceRequest, blobs: BlobStore, classifier: Classifier, pool: Executor, max_pixels: int
+    request: InferenceRequest, blobs: BlobStore, classifier: Classifier, pool: Executor, limits: ImageLimits
 ) -> torch.Tensor | str:
     """The preprocessed tensor, or the reason this record cannot be classified (infrastructure errors raise)."""
     if request.topk > len(classifier.labels):
@@ -32,7 +37,7 @@ async def _fetch_and_decode(
     except BlobNotFound:
         return f"image blob {request.blob!r} not found (expired or never stored)"
     try:
-        return await asyncio.get_running_loop().run_in_executor(pool, classifier.preprocess, data, max_pixels)
+        return await asyncio.get_running_loop().run_in_executor(pool, classifier.preprocess, data, limits)
     except UndecodableImage as exc:
         return str(exc)
 
@@ -43,10 +48,10 @@ async def process(
     classifier: Classifier,
     pool: Executor,
     max_batch: int,
-    max_pixels: int,
+    limits: ImageLimits,
 ) -> list[InferenceResult]:
     """Every request gets exactly one result, in input order; a bad record never fails the others."""
-    decoding = [asyncio.ensure_future(_fetch_and_decode(r, blobs, classifier, pool, max_pixels)) for r in requests]
+    decoding = [asyncio.ensure_future(_fetch_and_decode(r, blobs, classifier, pool, limits)) for r in requests]
     results: dict[int, InferenceResult] = {}
     pending: list[tuple[int, torch.Tensor]] = []
 

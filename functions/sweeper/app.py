@@ -18,14 +18,15 @@ kafka_auth.check(get_settings())
 async def handle(event: dict[str, Any]) -> dict[str, int]:
     EventBridgeModel.model_validate(event)  # a scheduled event, nothing else
     settings = get_settings()
-    republished = await service.sweep(
+    swept = await service.sweep(
         resources.store.get(),
         resources.producer.get(),
         settings.request_topic,
         settings.sweep_after_s,
         settings.sweep_batch,
+        settings.max_attempts,
     )
-    return {"republished": republished}
+    return {"republished": swept.republished, "failed": swept.failed}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:

@@ -4,28 +4,54 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
-from functions.common.contracts import InferenceRequest
-from functions.common.db import Store
+from functions.common.contracts import InferenceRequest, InferenceResult
+from functions.common.db import RequestRow, Store
 from functions.common.producer import Producer
 
 log = logging.getLogger(__name__)
 
 
-async def sweep(store: Store, producer: Producer, topic: str, older_than_s: float, limit: int) -> int:
-    """Re-publish requests queued for longer than ``older_than_s`` (lost message, broker restart, failed publish).
+@dataclass(frozen=True)
+class Swept:
+    republished: int
+    failed: int
+
+
+async def sweep(
+    store: Store, producer: Producer, topic: str, older_than_s: float, limit: int, max_attempts: int
+) -> Swept:
+    """Re-publish requests queued for longer than ``older_than_s`` (lost message, broker restart, failed publish,
+    infer failing); one already published ``max_attempts`` times again becomes ``failed``, saying so.
 
     A duplicate this causes is absorbed by the idempotent collector. Broker errors raise: the next sweep retries.
     """
     now = time.time()
     stale = await store.stale_requests(now - older_than_s, limit)
     if not stale:
-        return 0
+        return Swept(0, 0)
+    exhausted = [r for r in stale if r.attempts >= max_attempts]
+    if exhausted:
+        await store.apply_results([_given_up(r, now) for r in exhausted])
+        log.error("%d requests failed: not classified after %d attempts", len(exhausted), max_attempts + 1)
+    retry = [r for r in stale if r.attempts < max_attempts]
     messages = [
         InferenceRequest(uuid=r.uuid, seq=r.seq, topk=r.topk, blob=r.blob_key, content_type=r.content_type)
-        for r in stale
+        for r in retry
     ]
     await producer.publish(topic, [(m.key, m.model_dump_json().encode(), [("sweeper", b"1")]) for m in messages])
-    await store.mark_published([(r.uuid, r.seq) for r in stale], now)
-    log.warning("re-published %d requests queued for more than %.0fs", len(stale), older_than_s)
-    return len(stale)
+    await store.mark_published([(r.uuid, r.seq) for r in retry], now)
+    if retry:
+        log.warning("re-published %d requests queued for more than %.0fs", len(retry), older_than_s)
+    return Swept(len(retry), len(exhausted))
+
+
+def _given_up(row: RequestRow, now: float) -> InferenceResult:
+    why = (
+        f"last error: {row.error}"
+        if row.error
+        else "no result came back (the infer function is failing or not running; see its logs and the DLQ topic)"
+    )
+    reason = f"not classified after {row.attempts + 1} attempts over {now - row.submitted_at:.0f} s; {why}"
+    return InferenceResult(uuid=row.uuid, seq=row.seq, status="failed", error=reason, model=None)

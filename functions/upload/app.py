@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from functions.common import kafka_auth, resources
 from functions.common.contracts import MAX_SEQ, BatchAccepted, RegisterResponse
-from functions.common.errors import BadRequest, PayloadTooLarge, ServiceError
+from functions.common.errors import BadRequest, PayloadTooLarge
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
 from functions.common.metrics import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
@@ -76,15 +76,7 @@ async def images(request: Request) -> Response:
             f"seqStart {seq_start} with {len(blobs)} files would reach seq {seq_start + len(blobs) - 1}; "
             f"seqs go up to {MAX_SEQ}"
         )
-    deps = _deps()
-    items = []
-    for i, data in enumerate(blobs):
-        try:
-            items.append(await service.submit(deps, session, seq_start + i, topk, data))
-        except ServiceError as exc:
-            if exc.status_code >= 500:
-                raise
-            raise type(exc)(f"payload[{i}]: {exc.message}") from exc
+    items = await service.submit_batch(_deps(), session, seq_start, topk, blobs)
     return pydantic_response(BatchAccepted(uuid=session, items=items), status_code=202)
 
 

@@ -1,20 +1,29 @@
-"""Cheap image checks with Pillow (never torch): format, dimensions, pixel count, completeness.
+"""Cheap image checks with Pillow (never torch): format, dimensions and aspect ratio, completeness.
 
-A JPEG is checked without decoding it: its headers parse (Pillow reads them up to the first scan) and an end-of-image
-marker follows the scan data, so a truncated upload is refused. Entropy-decoding it here, even at 1/8 scale, was
-~10% of the HTTP process's CPU per upload; an image corrupt inside its scan data is accepted, and infer (which
-decodes it anyway) answers ``failed`` when it cannot. Other formats are loaded (JPEG is what cameras and clients
-send)."""
+Most formats are checked by their structure, without decoding: a JPEG's headers parse (Pillow reads them up to
+the first scan) and an end-of-image marker follows the scan data; a PNG's chunks all pass their CRCs up to IEND
+(Pillow's ``verify``, which does not inflate the pixels); a WebP's RIFF container holds as many bytes as its
+header says. A truncated upload is refused; an image corrupt inside its compressed data is accepted, and infer
+(which decodes it anyway) answers ``failed`` when it cannot. Entropy-decoding JPEGs here was ~10% of the HTTP
+process's CPU per upload, and a 1.5 KB lossless WebP can decode to 160 MB.
+
+GIF, BMP and TIFF are decoded in full, at most ``UPLOAD_DECODE_SLOTS`` at a time per process: a decode that
+finds no slot within ``UPLOAD_DECODE_WAIT_S`` (default: none free now) is answered 503 with ``Retry-After``
+(``Busy``; the CLI retries it), so a flood of them bounds the process's memory (slots x ``MAX_PIXELS`` x 4
+bytes) and does not hold the execution environments that ordinary uploads need."""
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 from PIL import Image, UnidentifiedImageError
 
-from functions.common.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from functions.common.errors import BadRequest, Busy, PayloadTooLarge, UnsupportedMedia
+from functions.common.image_limits import ImageLimits
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
@@ -43,8 +52,9 @@ class ImageInfo:
         return EXTENSIONS[self.format]
 
 
-def inspect_image(data: bytes, max_pixels: int, max_side: int) -> ImageInfo:
-    """Raise a 4xx ``ServiceError`` unless ``data`` is a complete image of a supported format and sane size."""
+def inspect_image(data: bytes, limits: ImageLimits, decode_slots: int = 2, decode_wait_s: float = 0.0) -> ImageInfo:
+    """Raise a 4xx ``ServiceError`` unless ``data`` is a complete image of a supported format and sane size
+    (``Busy``, a 503, when a full decode finds no free slot)."""
     if not data:
         raise BadRequest("payload is empty")
     try:
@@ -53,16 +63,9 @@ def inspect_image(data: bytes, max_pixels: int, max_side: int) -> ImageInfo:
             with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
                 width, height = img.size
                 fmt = str(img.format)
-                if width < 1 or height < 1:
-                    raise BadRequest(f"image has empty dimensions {width}x{height}")
-                if width > max_side or height > max_side:
-                    raise PayloadTooLarge(f"image dimensions {width}x{height} exceed the {max_side} px side limit")
-                if width * height > max_pixels:
-                    raise PayloadTooLarge(f"image has {width * height} pixels, more than the limit of {max_pixels}")
-                if fmt == "JPEG":
-                    _check_jpeg_ends(data)
-                else:
-                    img.load()
+                if (violation := limits.violation(width, height)) is not None:
+                    raise (PayloadTooLarge if violation.status == 413 else BadRequest)(violation.message)
+                _check_complete(img, fmt, data, decode_slots, decode_wait_s)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"image rejected as a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -72,6 +75,31 @@ def inspect_image(data: bytes, max_pixels: int, max_side: int) -> ImageInfo:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadRequest(f"image is corrupt or truncated: {exc}") from exc
     return ImageInfo(fmt, width, height)
+
+
+def _check_complete(img: Image.Image, fmt: str, data: bytes, decode_slots: int, decode_wait_s: float) -> None:
+    if fmt == "JPEG":
+        _check_jpeg_ends(data)
+    elif fmt == "PNG":
+        img.verify()  # every chunk's CRC up to IEND; the pixel data is not inflated
+    elif fmt == "WEBP":
+        declared = int.from_bytes(data[4:8], "little") + 8
+        if len(data) < declared:
+            raise BadRequest(f"image is corrupt or truncated: the WebP holds {len(data)} of its {declared} bytes")
+    else:
+        slots = _decode_slots(decode_slots)
+        if not slots.acquire(timeout=decode_wait_s):
+            raise Busy(f"too many {fmt} images are being checked at once; retry in a second")
+        try:
+            img.load()
+        finally:
+            slots.release()
+
+
+@lru_cache(maxsize=8)
+def _decode_slots(count: int) -> threading.BoundedSemaphore:
+    """One semaphore per process (and slot count): shared by every handler thread of the process."""
+    return threading.BoundedSemaphore(count)
 
 
 def _jpeg_scan_start(data: bytes) -> int:

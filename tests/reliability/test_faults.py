@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
     assert all(len(i["predictions"]) == 3 for i in items)
 
 
-def test_broker_crash_and_restart_loses_no_acceptedupload_with_retry(stack: tuple[str, Path]) -> None:
+def test_broker_crash_and_restart_loses_no_accepted_upload(stack: tuple[str, Path]) -> None:
     base, workdir = stack
     runtime = _runtime_pid(workdir)
     [broker] = [pid for pid, cmd in child_processes(runtime).items() if "tansu" in cmd]
@@ -86,3 +87,38 @@ def test_broker_crash_and_restart_loses_no_acceptedupload_with_retry(stack: tupl
     assert [r[0] for r in rows] == list(range(40)) and all(r[1] == "done" for r in rows)
     log = (workdir / "runtime.log").read_text()
     assert "restarting on" in log
+
+
+def _workers(runtime: int) -> set[int]:
+    return {pid for pid, cmd in child_processes(runtime).items() if "spawn_main" in cmd}
+
+
+def test_every_killed_worker_is_logged_replaced_and_counted(stack: tuple[str, Path]) -> None:
+    base, workdir = stack
+    runtime = _runtime_pid(workdir)
+    before = _workers(runtime)
+    assert len(before) == 2
+    for pid in before:  # all of them: nothing would ever be classified again
+        os.kill(pid, signal.SIGKILL)
+
+    deadline = time.monotonic() + 60
+    while len(after := _workers(runtime) - before) < 2:
+        assert time.monotonic() < deadline, f"workers not replaced: {after}"
+        time.sleep(0.5)
+    zombies = [pid for pid in before if Path(f"/proc/{pid}").exists()]
+    assert zombies == []  # reaped, not <defunct>
+
+    async def scenario() -> tuple[list[dict[str, Any]], str]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            session = (await client.post("/register")).json()["uuid"]
+            counts: dict[int, int] = {}
+            await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(6)))
+            items = await wait_all_done(client, session, 6, timeout_s=120)
+            return items, (await client.get("/metrics")).text
+
+    items, metrics = asyncio.run(scenario())
+    assert all(len(i["predictions"]) == 3 for i in items)
+    for name in ("InferSelfManagedFunction#0", "InferSelfManagedFunction#1"):
+        assert f'faasinfer_runtime_restarts_total{{child="{name}"}} 1.0' in metrics
+    log = (workdir / "runtime.log").read_text()
+    assert log.count("exited: signal SIGKILL; restarting in 1 s") == 2 and log.count("restarted (pid") == 2

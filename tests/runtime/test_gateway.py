@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -76,3 +78,33 @@ async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:
     assert (await client.get("/nope")).json() == {"error": "not found"}
     response = await client.put("/echo")
     assert response.status_code == 405 and response.json() == {"error": "method not allowed; use GET, POST"}
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_json_408() -> None:
+    spec = FunctionSpec(
+        "EchoFunction", "tests.runtime.recording.http_echo", timeout_s=1, routes=(HttpRoute("POST", "/echo"),)
+    )
+    function = LocalFunction(spec, {}, instances=1)
+    gateway = ApiGateway({("POST", "/echo"): function}, body_timeout_s=0.3)
+    scope = {"type": "http", "method": "POST", "path": "/echo", "headers": [], "query_string": b"",
+             "raw_path": b"/echo", "http_version": "1.1", "scheme": "http", "server": ("api.local", 80),
+             "client": ("127.0.0.1", 5000)}  # fmt: skip
+    first = True
+
+    async def receive() -> dict[str, object]:  # one chunk, then a client that stalls
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"a few bytes", "more_body": True}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(gateway(scope, receive, send), 5)  # type: ignore[arg-type]
+    await function.stop()
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"]) == {"error": "request body not received within 0.3 s"}  # type: ignore[arg-type]

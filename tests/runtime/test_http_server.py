@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from runtime.gateway import ApiGateway
+from runtime.http_server import server_for
+from runtime.invoker import LocalFunction
 from runtime.launcher import launched
 from runtime.sockets import listening_socket
+from runtime.template import FunctionSpec, HttpRoute
 from tests.helpers import child_processes, image_bytes
 
 LISTEN, ESTABLISHED = "0A", "01"
@@ -91,3 +96,58 @@ async def test_connections_on_our_listening_socket_have_nagle_off_on_asyncios_lo
             await asyncio.sleep(0.01)
         writer.close()
     assert nodelay == [1]
+
+
+async def test_a_client_that_never_finishes_its_headers_gets_a_408_and_is_cut_off() -> None:
+    sock = listening_socket("127.0.0.1", 0, shared=False)
+    server = server_for(ApiGateway({}), header_timeout_s=0.5)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers only the flag
+            await asyncio.sleep(0.01)
+        port = sock.getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n")  # and nothing more
+        started = time.monotonic()
+        answer = await asyncio.wait_for(reader.read(), 5)  # up to EOF: the server closed the connection
+        elapsed = time.monotonic() - started
+        writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:  # others are served
+            assert (await client.get("/nothing")).status_code == 404
+    finally:
+        server.should_exit = True
+        await serving
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and answer.endswith(
+        b'{"error": "request headers not received within 0.5 s"}'
+    )
+    assert 0.4 < elapsed < 3
+
+
+async def test_a_function_that_crashes_is_a_json_500_and_the_connection_serves_on() -> None:
+    spec = FunctionSpec("Mixed", "tests.runtime.recording.http_echo", timeout_s=5, routes=(HttpRoute("GET", "/echo"),))
+    crashing = FunctionSpec(  # an HTTP event has no "records": the handler raises KeyError
+        "Crashing", "tests.runtime.recording.handler", timeout_s=5, routes=(HttpRoute("GET", "/boom"),)
+    )
+    functions = [LocalFunction(spec, {}, instances=1), LocalFunction(crashing, {}, instances=1)]
+    gateway = ApiGateway({("GET", "/echo"): functions[0], ("GET", "/boom"): functions[1]})
+    sock = listening_socket("127.0.0.1", 0, shared=False)
+    server = server_for(gateway)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    ports: set[int] = set()
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers only the flag
+            await asyncio.sleep(0.01)
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", limits=limits) as client:
+            answers = []
+            for path in ("/boom", "/echo", "/boom", "/echo"):
+                response = await client.get(path)
+                ports.add(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+                answers.append((response.status_code, response.text))
+    finally:
+        server.should_exit = True
+        await serving
+        for function in functions:
+            await function.stop()
+    assert answers == [(500, '{"error": "Crashing failed: KeyError"}'), (200, "xx")] * 2
+    assert len(ports) == 1

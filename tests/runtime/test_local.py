@@ -77,3 +77,13 @@ async def _one_image(base_url: str) -> None:
         )
         assert response.status_code == 202, response.text
         await wait_all_done(client, session, 1, timeout_s=120)
+
+
+def test_a_corrupt_sqlite_file_stops_the_runtime_with_one_clear_line(tmp_path: Path, tiny_weights: Path) -> None:
+    (tmp_path / ".faasinfer").mkdir()
+    (tmp_path / ".faasinfer" / "faasinfer.db").write_bytes(b"this is not a database" * 500)
+    code, output = _start_and_wait_for_exit(tmp_path, {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights)})
+    assert code == 1, output
+    database = tmp_path / ".faasinfer" / "faasinfer.db"
+    assert f"the database file {database} cannot be used (file is not a database): move it away" in output
+    assert "Traceback" not in output and "serving on" not in output

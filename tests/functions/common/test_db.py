@@ -131,3 +131,30 @@ async def test_unreachable_database_fails_clearly() -> None:
     store = DatabaseStore("mysql://root@127.0.0.1:1/none")
     with pytest.raises(asyncmy.errors.OperationalError, match="Can't connect"):
         await store.ping()
+
+
+async def test_retrying_records_why_on_a_queued_row_and_never_touches_a_final_one(store: DatabaseStore) -> None:
+    for seq in (1, 2):
+        await store.add_request(_row(seq))
+    await store.apply_result(_done(2))
+    retrying = [
+        InferenceResult(uuid=SESSION, seq=seq, status="retrying", error="model unavailable: x") for seq in (1, 2)
+    ]
+    assert await store.apply_results(retrying) == [Applied.APPLIED, Applied.DUPLICATE]
+    queued, done = await store.get_range(SESSION, 1, 2)
+    assert (queued.status, queued.error, queued.labels) == ("queued", "model unavailable: x", ())
+    assert (done.status, done.error, done.labels) == ("done", None, ("tabby",))
+    assert await store.apply_result(_done(1)) is Applied.APPLIED  # a later success still lands
+    row = await store.get_request(SESSION, 1)
+    assert row is not None and row.status == "done"
+
+
+async def test_a_publish_is_claimed_by_one_caller_per_period(store: DatabaseStore) -> None:
+    await store.add_request(_row(1))  # submitted (and claimed by its creator) at t=1
+    assert not await store.claim_publish(SESSION, 1, at=30.0, stale_before=0.5)  # the creator's claim holds
+    claims = await asyncio.gather(*(store.claim_publish(SESSION, 1, at=100.0, stale_before=50.0) for _ in range(10)))
+    assert claims.count(True) == 1  # period over: exactly one replay publishes
+    await store.release_publish(SESSION, 1)  # its publish failed
+    assert await store.claim_publish(SESSION, 1, at=101.0, stale_before=51.0)
+    await store.apply_result(_done(1))
+    assert not await store.claim_publish(SESSION, 1, at=500.0, stale_before=400.0)  # done: nothing to publish

@@ -11,7 +11,7 @@ from torchvision.models import ResNet18_Weights
 
 from functions.common.blobs import blob_store_from_url
 from functions.infer import app
-from tests.helpers import consume_all, load_event, photo
+from tests.helpers import apply_env, consume_all, load_event, photo
 
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
@@ -43,7 +43,7 @@ def test_msk_batch_with_bad_records_answers_every_request(configured: dict[str, 
     _store_blobs(configured)
     summary = app.handler(load_event("msk_infer"), None)
 
-    assert summary == {"done": 2, "failed": 3, "dead_lettered": 1}
+    assert summary == {"done": 2, "failed": 3, "retrying": 0, "dead_lettered": 1}
     results = _results(configured, expected=5)
     assert set(results) == {0, 1, 2, 3, 5}
     for seq, topk in ((0, 5), (1, 3)):
@@ -66,7 +66,12 @@ def test_msk_batch_with_bad_records_answers_every_request(configured: dict[str, 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_self_managed_event_honours_each_topk(configured: dict[str, Any]) -> None:
     _store_blobs(configured)
-    assert app.handler(load_event("selfmanaged_infer"), None) == {"done": 2, "failed": 0, "dead_lettered": 0}
+    assert app.handler(load_event("selfmanaged_infer"), None) == {
+        "done": 2,
+        "failed": 0,
+        "retrying": 0,
+        "dead_lettered": 0,
+    }
     results = _results(configured, expected=2)
     assert len(results[10]["labels"]) == 1
     assert len(results[11]["labels"]) == 1000 and set(results[11]["labels"]) == IMAGENET
@@ -86,3 +91,24 @@ def test_same_image_gets_same_answer_in_any_batch_position(configured: dict[str,
 def test_unknown_event_source_is_refused() -> None:
     with pytest.raises(ValueError, match="not a Lambda Kafka event"):
         app.handler({"eventSource": "aws:sqs", "Records": []}, None)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_model_that_cannot_load_answers_retrying_with_the_reason(
+    configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Lambda there is no start to refuse: each request is answered ``retrying`` (the row stays queued, says
+    why, and the sweeper's bounded attempts take it from there), and the next invocation tries the load again."""
+    monkeypatch.setattr(app, "_classifier", None)
+    apply_env(monkeypatch, infer_model="resnet19", infer_fallback="")
+    _store_blobs(configured)
+
+    summary = app.handler(load_event("msk_infer"), None)
+
+    assert summary == {"done": 0, "failed": 1, "retrying": 4, "dead_lettered": 1}
+    results = _results(configured, expected=5)
+    retrying = [results[seq] for seq in (0, 1, 2, 3)]
+    assert all(r["status"] == "retrying" for r in retrying)
+    assert all(r["error"].startswith("model unavailable: INFER_MODEL='resnet19'") for r in retrying)
+    assert results[5]["status"] == "failed"  # a request no model could ever answer stays a plain failure
+    assert app._classifier is None

@@ -13,6 +13,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from functions.common.image_limits import ImageLimits
 from functions.infer import catalog
 from functions.infer.catalog import ModelSpec, WeightsUnavailable, load_classifier
 from functions.infer.labels import IMAGENET_CATEGORIES
@@ -21,9 +22,11 @@ from tests.helpers import image_bytes, photo
 
 CATS = {"Egyptian cat", "tabby", "tiger cat"}
 
+LIMITS = ImageLimits()
+
 
 def _top1(classifier: Classifier, data: bytes) -> tuple[str, float]:
-    ((labels, scores),) = classifier.predict(classifier.preprocess(data, 10**8).unsqueeze(0), [1])
+    ((labels, scores),) = classifier.predict(classifier.preprocess(data, LIMITS).unsqueeze(0), [1])
     return labels[0], scores[0]
 
 
@@ -94,7 +97,7 @@ def test_torchvision_models_load_with_their_own_transforms_and_categories(arch: 
     assert list(classifier.labels) == reference.meta["categories"]
     data = photo("chelsea.jpg")
     expected = reference.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
-    assert torch.equal(classifier.preprocess(data, 10**8), expected)
+    assert torch.equal(classifier.preprocess(data, LIMITS), expected)
     ((labels, scores),) = classifier.predict(expected.unsqueeze(0), [5])
     assert len(labels) == 5 and scores == sorted(scores, reverse=True)
 
@@ -208,7 +211,7 @@ def test_state_dict_with_own_labels(tmp_path: Path) -> None:
     labels.write_text(json.dumps(["ant", "bee", "cicada"]))
     classifier = load_classifier(ModelSpec("resnet18", str(weights), labels=str(labels)))
     assert list(classifier.labels) == ["ant", "bee", "cicada"]
-    ((ranked, _),) = classifier.predict(classifier.preprocess(image_bytes("PNG", (256, 256)), 10**8)[None], [3])
+    ((ranked, _),) = classifier.predict(classifier.preprocess(image_bytes("PNG", (256, 256)), LIMITS)[None], [3])
     assert sorted(ranked) == ["ant", "bee", "cicada"]
 
 

@@ -41,7 +41,10 @@ def test_stale_queued_requests_are_published_once_per_period(
     first = app.handler(load_event("eventbridge_sweeper"), None)
     second = app.handler(load_event("eventbridge_sweeper"), None)
 
-    assert first == {"republished": 3} and second == {"republished": 0}  # done and fresh ones are left alone
+    assert first == {"republished": 3, "failed": 0} and second == {
+        "republished": 0,
+        "failed": 0,
+    }  # done and fresh ones are left alone
     records = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 3))
     messages = sorted((json.loads(r.value) for r in records), key=lambda m: m["seq"])
     assert [(m["seq"], m["topk"], m["blob"]) for m in messages] == [(s, 2, f"{SESSION}/{s}") for s in range(3)]
@@ -51,3 +54,68 @@ def test_stale_queued_requests_are_published_once_per_period(
 def test_only_scheduled_events_are_accepted(configured: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         app.handler({"eventSource": "aws:kafka"}, None)
+
+
+def test_a_request_never_classified_fails_after_its_attempts_saying_why(
+    configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_env(monkeypatch, sweep_after_s="0", max_attempts="2")
+
+    async def seed() -> None:
+        store = DatabaseStore(configured["database_url"])
+        await store.create_session(SESSION)
+        for seq in (0, 1):
+            await store.add_request(RequestRow(SESSION, seq, 2, "k", "a" * 64, "image/png", submitted_at=time.time()))
+        await store.apply_result(  # what infer says when it cannot load its model; the row stays queued
+            InferenceResult(uuid=SESSION, seq=0, status="retrying", error="model unavailable: no weights")
+        )
+        await store.close()
+
+    async def rows() -> list[RequestRow]:
+        store = DatabaseStore(configured["database_url"])
+        try:
+            return await store.get_range(SESSION, 0, 1)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    sweeps = [app.handler(load_event("eventbridge_sweeper"), None) for _ in range(4)]
+
+    assert sweeps == [
+        {"republished": 2, "failed": 0},
+        {"republished": 2, "failed": 0},
+        {"republished": 0, "failed": 2},
+        {"republished": 0, "failed": 0},
+    ]
+    first, second = asyncio.run(rows())
+    assert (first.status, second.status) == ("failed", "failed")
+    assert first.error is not None and first.error.startswith("not classified after 3 attempts over")
+    assert first.error.endswith("last error: model unavailable: no weights")
+    assert second.error is not None and "no result came back" in second.error
+
+
+def test_tables_of_an_earlier_release_gain_the_new_columns(tmp_path: Any) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+
+    async def run() -> int:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "old.db") as old:  # the requests table as the first release made it
+            old.execute(
+                "CREATE TABLE requests (uuid VARCHAR(36) NOT NULL, seq BIGINT NOT NULL, topk INTEGER NOT NULL,"
+                " blob_key VARCHAR(512) NOT NULL, content_hash CHAR(64) NOT NULL, content_type VARCHAR(100) NOT NULL,"
+                " status VARCHAR(16) NOT NULL, labels TEXT, scores TEXT, error TEXT, model VARCHAR(100),"
+                " submitted_at DOUBLE NOT NULL, finished_at DOUBLE, published_at DOUBLE, PRIMARY KEY (uuid, seq))"
+            )
+        store = DatabaseStore(url)
+        try:
+            await store.create_session(SESSION)
+            await store.add_request(RequestRow(SESSION, 0, 1, "k", "a" * 64, "image/png", submitted_at=1.0))
+            await store.mark_published([(SESSION, 0)], 2.0)
+            row = await store.get_request(SESSION, 0)
+        finally:
+            await store.close()
+        assert row is not None
+        return row.attempts
+
+    assert asyncio.run(run()) == 1

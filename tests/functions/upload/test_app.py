@@ -217,12 +217,6 @@ async def test_api_key_guards_everything_but_health(client: httpx.AsyncClient, m
     assert allowed.status_code == 200 and health.status_code == 200
 
 
-async def test_health_reports_database_and_broker(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
-
-
 async def test_upload_while_database_is_unreachable_is_503(
     monkeypatch: pytest.MonkeyPatch, configured: dict[str, Any], loop_resources: None
 ) -> None:

@@ -1,0 +1,75 @@
+"""Child processes kept running: an exit is logged with its cause, the child is started again after a backoff,
+and every restart is counted (``faasinfer_runtime_restarts_total`` in ``/metrics``, see ``gateway``).
+
+The runtime's children are infer workers and extra HTTP processes; a SIGKILLed (OOM-killed) worker used to stay
+``<defunct>``, unlogged and never replaced. The embedded broker has its own watch (``broker.keep_alive``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+
+from prometheus_client import CollectorRegistry, Counter
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry()
+RESTARTS = Counter(
+    "faasinfer_runtime_restarts", "Child processes the local runtime restarted", ["child"], registry=REGISTRY
+)
+
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+HEALTHY_AFTER_S = 60.0  # a child that ran this long starts its backoff over
+
+
+@dataclass
+class Child:
+    name: str
+    start: Callable[[], BaseProcess]  # a new, started process
+    process: BaseProcess
+    started_at: float = field(default_factory=time.monotonic)
+    quick_exits: int = 0
+    restart_at: float | None = None
+
+
+def describe(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "no exit code"
+    if exitcode < 0:
+        return f"signal {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
+
+
+def check(child: Child, now: float) -> None:
+    """One look at a child: note an exit (log, count, schedule), or start it again once its backoff passed."""
+    if child.restart_at is None:
+        if child.process.is_alive():
+            return
+        child.process.join(0)  # reaped: no zombie
+        if now - child.started_at >= HEALTHY_AFTER_S:
+            child.quick_exits = 0
+        delay = BACKOFF_S[min(child.quick_exits, len(BACKOFF_S) - 1)]  # 1 s, then longer while it keeps dying
+        child.quick_exits += 1
+        child.restart_at = now + delay
+        RESTARTS.labels(child.name).inc()
+        log.error("%s (pid %s) exited: %s; restarting in %.0f s", child.name, child.process.pid,
+                  describe(child.process.exitcode), delay)  # fmt: skip
+    elif now >= child.restart_at:
+        child.process = child.start()
+        child.started_at, child.restart_at = now, None
+        log.warning("%s restarted (pid %s)", child.name, child.process.pid)
+
+
+async def watch(children: list[Child], poll_s: float = 0.5) -> None:
+    """Forever (cancelled by the owner, which stops the children)."""
+    while True:
+        await asyncio.sleep(poll_s)
+        now = time.monotonic()
+        for child in children:
+            check(child, now)
