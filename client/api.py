@@ -10,6 +10,10 @@ from typing import Any
 
 import httpx
 
+# What one Lambda request carries through API Gateway (6 MB invoke payload, the body base64-encoded): larger
+# images go through a presigned S3 upload (functions/upload/staging.py).
+INLINE_LIMIT = 4 * 1024 * 1024
+
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
@@ -84,9 +88,8 @@ class Client:
 
         async def one(index: int, path: Path) -> dict[str, Any]:
             async with gate:
-                form = {"uuid": session, "seq": str(seq_start + index), "topk": str(topk)}
-                payload = {"payload": (path.name, await asyncio.to_thread(path.read_bytes))}
-                response = await self._post_retrying_busy("/image", data=form, files=payload)
+                data = await asyncio.to_thread(path.read_bytes)
+                response = await self.upload_bytes(session, seq_start + index, topk, path.name, data)
             accepted: dict[str, Any] = self._check(response)
             if on_done is not None:
                 maybe = on_done(index, path)
@@ -95,6 +98,19 @@ class Client:
             return accepted
 
         return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(files))))
+
+    async def upload_bytes(self, session: str, seq: int, topk: int, name: str, data: bytes) -> httpx.Response:
+        """``POST /image``; above ``INLINE_LIMIT`` (what a Lambda request can carry) a presigned S3 upload and
+        ``POST /image/confirm`` instead. The answer of the call that accepts or refuses the image."""
+        form = {"uuid": session, "seq": str(seq), "topk": str(topk)}
+        if len(data) <= INLINE_LIMIT:
+            return await self._post_retrying_busy("/image", data=form, files={"payload": (name, data)})
+        target = self._check(await self._http.post("/upload-url", data={"uuid": session, "seq": str(seq)}))
+        async with httpx.AsyncClient(timeout=self.timeout_s) as s3:  # S3 gets no API key
+            sent = await s3.post(target["url"], data=target["fields"], files={"file": (name, data)})
+        if sent.status_code >= 300:
+            raise ApiError(sent.status_code, f"the presigned upload of {name} to S3 failed: {sent.text[:300]}")
+        return await self._post_retrying_busy("/image/confirm", data={**form, "key": target["key"]})
 
     async def _post_retrying_busy(self, path: str, attempts: int = 6, **kwargs: Any) -> httpx.Response:
         """POST; a 503 (server busy, or a dependency down) is retried after its ``Retry-After`` (uploads are

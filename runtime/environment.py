@@ -39,10 +39,16 @@ def lambda_variables(spec: FunctionSpec, region: str, task_root: Path = ROOT) ->
 
 
 def function_environment(
-    spec: FunctionSpec, shell: Mapping[str, str], declared: frozenset[str], task_root: Path = ROOT
+    spec: FunctionSpec,
+    shell: Mapping[str, str],
+    declared: frozenset[str],
+    task_root: Path = ROOT,
+    services: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment ``spec`` runs with; ``declared``: every variable any function of the template declares."""
-    passed = {**local_defaults(), **{key: value for key, value in shell.items() if key not in declared}}
+    """The environment ``spec`` runs with; ``declared``: every variable any function of the template declares;
+    ``services``: variables of what the runtime started for the functions (e.g. its local S3 endpoint)."""
+    defaults = {**local_defaults(), **(services or {})}
+    passed = {**defaults, **{key: value for key, value in shell.items() if key not in declared}}
     own = {key: shell.get(key, value) for key, value in spec.env.items()}
     region = shell.get("AWS_REGION") or shell.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     return {**passed, **own, **lambda_variables(spec, region, task_root)}

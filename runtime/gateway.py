@@ -113,6 +113,9 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+# This API's way around the limit, named in the 413 (functions/upload/staging.py).
+LARGE_REQUEST_HINT = "; upload a large image with POST /upload-url (a presigned S3 upload), then POST /image/confirm"
+
 # Everything of an event or response but its body (headers, request context) stays far below this; a body this much
 # under the limit cannot push the payload over it, so only larger ones are serialised to be measured exactly.
 _ENVELOPE_BOUND = 256 * 1024
@@ -127,7 +130,7 @@ def _check_payload(kind: str, payload: Mapping[str, Any], status: int) -> None:
         raise RequestRejected(
             status,
             f"{kind} is {size} bytes as a Lambda payload, over Lambda's {LAMBDA_MAX_PAYLOAD} byte invocation limit"
-            + (" (a binary body grows by a third in base64)" if kind == "request" else ""),
+            + (f" (a binary body grows by a third in base64){LARGE_REQUEST_HINT}" if kind == "request" else ""),
         )
 
 

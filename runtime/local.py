@@ -25,6 +25,7 @@ from functions.common.settings import DEFAULT_HOME, settings_from
 from .broker import EmbeddedBroker, ensure_topics
 from .environment import ROOT, declared_names, function_environment, local_parameters
 from .kafka_esm import RetryPolicy
+from .local_s3 import LocalS3
 from .logs import configure_logging
 from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
 from .sockets import listening_socket
@@ -84,7 +85,9 @@ def parse_options(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     )  # fmt: skip
 
 
-def resolve(options: Options, shell: Mapping[str, str], bootstrap: str) -> list[Placement]:
+def resolve(
+    options: Options, shell: Mapping[str, str], bootstrap: str, services: Mapping[str, str] | None = None
+) -> list[Placement]:
     """Every function of the template (with this run's parameters), each with its own environment."""
     template = load_template(options.template)
     parameters = {**local_parameters(template, shell, options.params), "KafkaBootstrapServers": bootstrap}
@@ -94,7 +97,7 @@ def resolve(options: Options, shell: Mapping[str, str], bootstrap: str) -> list[
     declared = declared_names(template.functions)
     placements = []
     for spec in template.functions:
-        environment = function_environment(spec, shell, declared)
+        environment = function_environment(spec, shell, declared, services=services)
         placements.append(Placement(spec, environment, settings_from(environment)))
     return placements
 
@@ -136,7 +139,12 @@ async def serve(options: Options, shell: Mapping[str, str]) -> int:
             broker = EmbeddedBroker(log_path=DEFAULT_HOME / "broker.log")
             stack.callback(broker.stop)
             bootstrap = broker.start()
-        placements = resolve(options, shell, bootstrap)
+        services: dict[str, str] = {}
+        if "UPLOAD_STAGING_URL" not in shell:
+            s3 = LocalS3()
+            stack.callback(s3.stop)
+            services = s3.start()
+        placements = resolve(options, shell, bootstrap, services)
         log.info("functions: %s", ", ".join(p.spec.name for p in placements))
         try:  # bound before anything starts, so a taken port fails at once
             sock = stack.enter_context(listening_socket(options.host, options.port, shared=options.http_processes > 1))

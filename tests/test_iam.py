@@ -25,7 +25,7 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 BUCKET = "faasinfer-iam"
 # Granted beyond the calls made, on purpose: without s3:ListBucket S3 answers a missing key with 403, not the
 # 404 (NoSuchKey) that makes infer answer "image blob not found" instead of retrying.
-EXTRA = {"InferSelfManagedFunction": {"s3:ListBucket"}}
+EXTRA = {"InferSelfManagedFunction": {"s3:ListBucket"}, "UploadFunction": {"s3:ListBucket"}}
 # botocore operation -> the IAM action that authorises it
 ACTIONS = {"HeadBucket": "s3:ListBucket"}
 
@@ -50,7 +50,12 @@ def calls(configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.setenv(name, value)
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        apply_env(monkeypatch, blob_url=f"s3://{BUCKET}/uploads", blob_expire_on_done="true")
+        apply_env(
+            monkeypatch,
+            blob_url=f"s3://{BUCKET}/uploads",
+            blob_expire_on_done="true",
+            upload_staging_url=f"s3://{BUCKET}/incoming",
+        )
         recorder = Calls()
         boto3.setup_default_session()
         boto3.DEFAULT_SESSION.events.register("before-call.*.*", recorder)  # type: ignore[union-attr]
@@ -93,13 +98,19 @@ async def _upload_paths(configured: dict[str, Any]) -> str:
         missing = await client.post("/image", data=unknown, files={"payload": ("c.jpg", photo("coffee.jpg"))})
         health = await client.get("/health")
         assert [r.status_code for r in (accepted, conflict, missing, health)] == [202, 409, 404, 200]
+        # the presigned path: the client's own POST to S3 is made here by a session the recorder does not see
+        target = (await client.post("/upload-url", data={"uuid": session, "seq": "1"})).json()
+        boto3.session.Session().client("s3").put_object(Bucket=BUCKET, Key=target["key"], Body=photo("coffee.jpg"))
+        confirmed = await client.post("/image/confirm", data={**form, "seq": "1", "key": target["key"]})
+        again = await client.post("/image/confirm", data={**form, "seq": "1", "key": target["key"]})
+        assert (confirmed.status_code, again.status_code) == (202, 404)
     await resources.aclose()
     return str(session)
 
 
 def test_upload_role_covers_storing_and_deleting_on_404_and_409(configured: dict[str, Any], calls: Calls) -> None:
     asyncio.run(_upload_paths(configured))
-    assert {"s3:PutObject", "s3:DeleteObject"} <= calls.actions
+    assert {"s3:PutObject", "s3:DeleteObject", "s3:GetObject"} <= calls.actions
     _check("UploadFunction", calls.actions)
 
 
@@ -108,7 +119,8 @@ def test_infer_and_collect_roles_cover_reading_and_expiring_images(configured: d
     from functions.infer import app as infer
 
     asyncio.run(_upload_paths(configured))
-    [request] = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 1))
+    requests = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 2))
+    request = next(r for r in requests if json.loads(r.value)["seq"] == 0)
     source = KafkaSource("Requests", "SelfManagedKafka", request.topic, 10, 0, "TRIM_HORIZON", "g")
     calls.actions.clear()
     assert infer.handler(kafka_event([request], source, "b:9092"), None)["done"] == 1

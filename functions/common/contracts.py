@@ -72,6 +72,16 @@ class ImageAccepted(BaseModel):
     status: Status = "queued"
 
 
+class PresignedUpload(BaseModel):
+    """Where to POST the image (multipart: every field of ``fields``, then ``file``), then ``POST /image/confirm``."""
+
+    url: str
+    fields: dict[str, str]
+    key: str
+    expiresIn: int
+    maxBytes: int
+
+
 class BatchAccepted(BaseModel):
     uuid: str
     items: list[ImageAccepted]

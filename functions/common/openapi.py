@@ -9,9 +9,21 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .contracts import MAX_TOPK, BatchAccepted, ErrorBody, Health, ImageAccepted, RegisterResponse, ResultPage
+from .contracts import (
+    MAX_SEQ,
+    MAX_TOPK,
+    BatchAccepted,
+    ErrorBody,
+    Health,
+    ImageAccepted,
+    PresignedUpload,
+    RegisterResponse,
+    ResultPage,
+)
 
-_MODELS: tuple[type[BaseModel], ...] = (RegisterResponse, ImageAccepted, BatchAccepted, ResultPage, ErrorBody, Health)
+_MODELS: tuple[type[BaseModel], ...] = (
+    RegisterResponse, ImageAccepted, BatchAccepted, PresignedUpload, ResultPage, ErrorBody, Health
+)  # fmt: skip
 _REF = "#/components/schemas/{model}"
 
 
@@ -36,8 +48,45 @@ _UPLOAD_FIELDS = {
 }
 
 
+def _form_post(summary: str, fields: dict[str, Any], responses: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": list(fields), "properties": fields}
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}},
+            "responses": responses,
+        }
+    }
+
+
+def _presigned_paths() -> dict[str, Any]:
+    """Images larger than a Lambda request: a presigned S3 upload, then a confirmation."""
+    seq = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+    return {
+        "/upload-url": _form_post(
+            "A presigned S3 upload for one image (POST the fields, then the file as `file`, to `url`)",
+            {"uuid": _UPLOAD_FIELDS["uuid"], "seq": seq},
+            {"200": _json(PresignedUpload, "where and how to upload"), **_errors(400, 401, 404, 503)},
+        ),
+        "/image/confirm": _form_post(
+            "The presigned upload of `key` arrived: check, store and queue it as POST /image does",
+            {**_UPLOAD_FIELDS, "seq": seq, "key": {"type": "string", "minLength": 1}},
+            {
+                "202": _json(ImageAccepted, "queued (or already known, same bytes)"),
+                **_errors(400, 401, 404, 409, 413, 415, 503),
+            },
+        ),
+    }
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
+    document = _document()
+    document["paths"].update(_presigned_paths())
+    return document
+
+
+def _document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in _MODELS:
         schema = model.model_json_schema(ref_template=_REF)

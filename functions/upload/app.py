@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from mangum import Mangum
 from starlette._utils import AwaitableOrContextManager
 from starlette.applications import Starlette
@@ -13,8 +15,8 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from functions.common import kafka_auth, resources
-from functions.common.contracts import MAX_SEQ, BatchAccepted, RegisterResponse
-from functions.common.errors import BadRequest, PayloadTooLarge
+from functions.common.contracts import MAX_SEQ, BatchAccepted, PresignedUpload, RegisterResponse
+from functions.common.errors import BadRequest, Misconfigured, NotFound, PayloadTooLarge
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
 from functions.common.metrics import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
@@ -22,6 +24,7 @@ from functions.common.params import parse_seq, parse_topk, parse_uuid
 from functions.common.settings import get_settings
 
 from . import service
+from .staging import Staging
 
 # Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
 kafka_auth.check(get_settings())
@@ -80,6 +83,46 @@ async def images(request: Request) -> Response:
     return pydantic_response(BatchAccepted(uuid=session, items=items), status_code=202)
 
 
+@lru_cache(maxsize=4)
+def _staging(url: str, endpoint_url: str) -> Staging:
+    return Staging.from_url(url, endpoint_url)
+
+
+def staging() -> Staging:
+    settings = get_settings()
+    if not settings.upload_staging_url:
+        raise Misconfigured("presigned uploads need UPLOAD_STAGING_URL (s3://bucket/prefix; the template sets it)")
+    return _staging(settings.upload_staging_url, settings.s3_endpoint_url)
+
+
+async def upload_url(request: Request) -> Response:
+    """A presigned S3 upload for one image of a session (for images larger than a Lambda request)."""
+    async with _form(request, max_files=0) as form:
+        session = parse_uuid(form.get("uuid"))
+        seq = parse_seq(form.get("seq"))
+    settings = get_settings()
+    target = staging()
+    if not await resources.store.get().session_exists(session):
+        raise NotFound(f"unknown session {session}; POST /register first")
+    post = target.presign(session, seq, settings.max_upload_bytes, settings.presign_expires_s)
+    body = PresignedUpload(**post, expiresIn=settings.presign_expires_s, maxBytes=settings.max_upload_bytes)
+    return pydantic_response(body)
+
+
+async def confirm(request: Request) -> Response:
+    """The presigned upload of ``key`` arrived: check, store and publish it as ``POST /image`` does."""
+    async with _form(request, max_files=0) as form:
+        session = parse_uuid(form.get("uuid"))
+        seq = parse_seq(form.get("seq"))
+        topk = parse_topk(form.get("topk"))
+        key = form.get("key")
+        if not isinstance(key, str) or not key:
+            raise BadRequest("field 'key' is required (the key POST /upload-url answered)")
+    data = await staging().take(session, seq, key, get_settings().max_upload_bytes)
+    accepted = await service.submit(_deps(), session, seq, topk, data)
+    return pydantic_response(accepted, status_code=202)
+
+
 def _body_limit(scope: Scope) -> int:
     settings = get_settings()
     path = scope.get("path", "")
@@ -94,6 +137,8 @@ ROUTES = [
     Route("/register", register, methods=["POST"]),
     Route("/image", image, methods=["POST"]),
     Route("/images", images, methods=["POST"]),
+    Route("/upload-url", upload_url, methods=["POST"]),
+    Route("/image/confirm", confirm, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -60,3 +60,41 @@ def test_demo_loop_runs_rounds(local_simulation: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 rounds of 2 photos" in done.stdout
     assert sum(1 for line in done.stdout.splitlines() if " done " in line) == 4
+
+
+def _nine_megabyte_photo(path: Path) -> bytes:
+    """A real photo blown up to 4000x3000 with noise so that it stays ~9 MB as a JPEG."""
+    import io
+    import random
+
+    from PIL import Image
+
+    base = Image.open(PHOTOS / "chelsea.jpg").convert("RGB").resize((4000, 3000))
+    noise = Image.frombytes("RGB", base.size, random.Random(3).randbytes(4000 * 3000 * 3))
+    buffer = io.BytesIO()
+    Image.blend(base, noise, 0.25).save(buffer, format="JPEG", quality=97)
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def test_an_image_larger_than_a_lambda_request_goes_presigned_and_ends_done(
+    local_simulation: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    data = _nine_megabyte_photo(tmp_path / "big.jpg")
+    assert 8_000_000 < len(data) < 10 * 1024 * 1024
+    done = _cli(local_simulation, "upload", str(tmp_path / "big.jpg"), "--topk", "3", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if " done " in line]
+    assert len(rows) == 1 and "big.jpg" in rows[0] and len(re.findall(r"\(0\.\d{3}\)", rows[0])) == 3
+
+    session = httpx.post(f"{local_simulation}/register").json()["uuid"]
+    inline = httpx.post(
+        f"{local_simulation}/image",
+        data={"uuid": session, "seq": "0", "topk": "3"},
+        files={"payload": ("big.jpg", data)},
+        timeout=60,
+    )
+    assert inline.status_code == 413
+    assert "POST /upload-url (a presigned S3 upload)" in inline.json()["error"]

@@ -51,3 +51,42 @@ def test_page_uploads_a_photo_and_shows_its_labels(local_simulation: str) -> Non
     assert len(labels) == 3 and all(label.rsplit(" ", 1)[1].startswith("0.") for label in labels)
     screenshot = (ARTIFACTS / "web-page.png").read_bytes()
     assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 10_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (.ci/run installs Debian's chromium)")
+def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
+    local_simulation: str, tmp_path: Path
+) -> None:
+    import io
+    import random
+
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    base = Image.open(PHOTOS / "coffee.jpg").convert("RGB").resize((3000, 2250))
+    noise = Image.frombytes("RGB", base.size, random.Random(5).randbytes(3000 * 2250 * 3))
+    buffer = io.BytesIO()
+    Image.blend(base, noise, 0.25).save(buffer, format="JPEG", quality=97)
+    big = tmp_path / "big-coffee.jpg"
+    big.write_bytes(buffer.getvalue())
+    assert len(buffer.getvalue()) > 4 * 1024 * 1024  # over the page's inline limit
+
+    posted: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda request: posted.append(f"{request.method} {request.url}"))
+            page.goto(local_simulation + "/")
+            page.fill("#topk", "2")
+            page.set_input_files("#files", str(big))
+            page.wait_for_selector(".status.done", timeout=120_000)
+            status = page.inner_text(".status.done")
+        finally:
+            browser.close()
+    assert errors == [] and status.startswith("#0 done")
+    assert any(r.startswith("POST ") and "/faasinfer-staging" in r for r in posted)  # straight to S3
+    assert f"POST {local_simulation}/image/confirm" in posted
+    assert f"POST {local_simulation}/image" not in posted

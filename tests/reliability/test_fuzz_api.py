@@ -22,4 +22,4 @@ def test_no_generated_input_makes_the_server_fail(local_simulation: str) -> None
                 assert "error" in response.json(), response.text  # every refusal says why, as JSON
 
         check()
-    assert len(tried) == 7 and sum(tried.values()) >= 180, tried  # every documented operation was exercised
+    assert len(tried) == 9 and sum(tried.values()) >= 180, tried  # every documented operation was exercised

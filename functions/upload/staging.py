@@ -1,0 +1,78 @@
+"""Presigned uploads: images larger than a Lambda request go straight to S3, then are confirmed.
+
+API Gateway hands a Lambda function at most 6 MB, ~4.5 MB of image once base64-encoded in a multipart body, so a
+10 MB image cannot come through ``POST /image``. ``POST /upload-url`` answers a presigned S3 POST (a key under
+``UPLOAD_STAGING_URL`` naming the session and seq plus a random part, a ``content-length-range`` up to
+``MAX_UPLOAD_BYTES``, valid ``PRESIGN_EXPIRES_S``); the client posts the file to S3 itself and then calls
+``POST /image/confirm``, which takes the staged object (read, then deleted) through the same checks, storage and
+publishing as ``POST /image``. Nothing is recorded before the confirmation, so an upload that never arrives
+leaves no request behind; staged objects nobody confirms expire by the bucket's lifecycle rule (template).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from functions.common.errors import BadRequest, NotFound, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what ``secrets.token_urlsafe(16)`` makes
+
+
+@dataclass(frozen=True)
+class Staging:
+    bucket: str
+    prefix: str
+    client: S3Client
+
+    @classmethod
+    def from_url(cls, url: str, endpoint_url: str = "") -> Staging:
+        """``s3://bucket/prefix``; ``endpoint_url``: an S3-compatible endpoint (locally moto, with its dummy keys)."""
+        import boto3
+
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"UPLOAD_STAGING_URL must be s3://bucket/prefix, not {url!r}")
+        options: dict[str, Any] = {}
+        if endpoint_url:
+            options = {"endpoint_url": endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local",
+                       "region_name": "us-east-1"}  # fmt: skip
+        return cls(parsed.netloc, parsed.path.strip("/"), boto3.client("s3", **options))
+
+    def key_prefix(self, session: str, seq: int) -> str:
+        return f"{self.prefix}/{session}/{seq}-" if self.prefix else f"{session}/{seq}-"
+
+    def presign(self, session: str, seq: int, max_bytes: int, expires_s: int) -> dict[str, Any]:
+        """A presigned POST for one new key of this (session, seq); no network call."""
+        key = self.key_prefix(session, seq) + secrets.token_urlsafe(16)
+        post = self.client.generate_presigned_post(
+            self.bucket, key, Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires_s
+        )
+        return {"url": post["url"], "fields": post["fields"], "key": key}
+
+    async def take(self, session: str, seq: int, key: str, max_bytes: int) -> bytes:
+        """The staged image of ``key`` (which must be one presigned for this session and seq), then deleted."""
+        prefix = self.key_prefix(session, seq)
+        if not key.startswith(prefix) or not _TOKEN.fullmatch(key[len(prefix) :]):
+            raise BadRequest(f"field 'key' is not an upload key of session {session} seq {seq}")
+        return await asyncio.to_thread(self._take, key, max_bytes)
+
+    def _take(self, key: str, max_bytes: int) -> bytes:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            raise NotFound(f"nothing was uploaded to {key} (expired, already confirmed, or never sent)") from None
+        try:
+            if obj["ContentLength"] > max_bytes:
+                raise PayloadTooLarge(f"the uploaded image exceeds {max_bytes} bytes")
+            return obj["Body"].read(max_bytes + 1)
+        finally:
+            obj["Body"].close()
+            self.client.delete_object(Bucket=self.bucket, Key=key)
