@@ -124,10 +124,16 @@ class Client:
         return await self._http.post(path, **kwargs)
 
     async def results(self, session: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
+        """The finished results of the range, every page of it (``MAX_RANGE`` seqs per query; a page that would
+        not fit a Lambda response stops early at ``nextSeq``)."""
         items: list[dict[str, Any]] = []
-        for start in range(seq_start, seq_end + 1, 1000):
-            params: dict[str, str | int] = {"uuid": session, "seqStart": start, "seqEnd": min(seq_end, start + 999)}
-            items += self._check(await self._http.get("/result", params=params))["items"]
+        start: int | None = seq_start
+        while start is not None and start <= seq_end:
+            end = min(seq_end, start + 999)
+            params: dict[str, str | int] = {"uuid": session, "seqStart": start, "seqEnd": end}
+            page = self._check(await self._http.get("/result", params=params))
+            items += page["items"]
+            start = page.get("nextSeq") or end + 1
         return items
 
     async def wait(
@@ -144,7 +150,7 @@ class Client:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             items = await self.results(session, seq_start, seq_end)
-            finished = sum(1 for i in items if i["status"] != "queued")
+            finished = len(items)  # finished seqs only; queued ones are listed apart
             if on_progress is not None:
                 on_progress(finished, expected)
             if finished >= expected:

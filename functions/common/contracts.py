@@ -89,7 +89,7 @@ class BatchAccepted(BaseModel):
 
 class ResultItem(BaseModel):
     seq: int
-    status: Status
+    status: Literal["done", "failed"]
     predictions: list[str]
     scores: list[float]
     error: str | None = None
@@ -97,7 +97,13 @@ class ResultItem(BaseModel):
 
 
 class ResultPage(BaseModel):
+    """``items``: the finished seqs of the range (``done`` and ``failed``), as the prototype returned only stored
+    results; ``pending``: the seqs still queued; ``nextSeq``: set when the page stopped early to stay within a
+    Lambda response (ask again from there), else null."""
+
     items: list[ResultItem]
+    pending: list[int] = Field(default_factory=list)
+    nextSeq: int | None = None
 
 
 class ErrorBody(BaseModel):

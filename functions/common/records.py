@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -14,12 +15,12 @@ if TYPE_CHECKING:
 
     from .sql import Driver
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS sessions (
+SCHEMA = {  # name -> statement: tables, then indexes
+    "sessions": """CREATE TABLE IF NOT EXISTS sessions (
         uuid VARCHAR(36) NOT NULL PRIMARY KEY,
         created_at DOUBLE NOT NULL
     )""",
-    """CREATE TABLE IF NOT EXISTS requests (
+    "requests": """CREATE TABLE IF NOT EXISTS requests (
         uuid VARCHAR(36) NOT NULL,
         seq BIGINT NOT NULL,
         topk INTEGER NOT NULL,
@@ -37,8 +38,8 @@ SCHEMA = (
         attempts INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (uuid, seq)
     )""",
-    "CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, submitted_at)",
-)
+    "requests_by_status": "CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, submitted_at)",
+}
 # Columns added after the first release: (name, definition), added to existing tables at start (``DatabaseStore``).
 ADDED_COLUMNS = (("attempts", "INTEGER NOT NULL DEFAULT 0"),)
 
@@ -93,23 +94,44 @@ def row_from_record(m: dict[str, Any]) -> RequestRow:
 
 
 async def create_tables(sql: Driver, db: Connection) -> None:
-    """The schema, idempotent: tables and index if missing, then columns added since a table was created."""
-    for statement in SCHEMA:
-        await sql.execute(db, statement)
-    if sql.sqlite:  # SQLite has no ADD COLUMN IF NOT EXISTS
-        present = {r["name"] for r in await sql.fetch_all(db, "PRAGMA table_info(requests)")}
-        for name, ddl in ADDED_COLUMNS:
-            if name not in present:
-                await sql.execute(db, f"ALTER TABLE requests ADD COLUMN {name} {ddl}")
+    """The schema, idempotent: what is missing of tables, index and columns added since a table was created
+    (looked up first: MariaDB logs a warning for every ``IF NOT EXISTS`` that finds its object)."""
+    if sql.sqlite:
+        listed = await sql.fetch_all(db, "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     else:
-        for name, ddl in ADDED_COLUMNS:
+        listed = await sql.fetch_all(
+            db,
+            "SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() UNION"
+            " SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()",
+        )
+    present = {str(r["name"]) for r in listed}
+    for name, statement in SCHEMA.items():
+        if name not in present:
+            await sql.execute(db, statement)
+    if sql.sqlite:
+        columns = await sql.fetch_all(db, "PRAGMA table_info(requests)")
+    else:
+        columns = await sql.fetch_all(
+            db,
+            "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = 'requests'",
+        )
+    have = {str(r["name"]) for r in columns}
+    for name, ddl in ADDED_COLUMNS:
+        if name in have:
+            continue
+        if not sql.sqlite:  # IF NOT EXISTS: another process may be adding it at the same moment
             await sql.execute(db, f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {name} {ddl}")
+            continue
+        try:
+            await sql.execute(db, f"ALTER TABLE requests ADD COLUMN {name} {ddl}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def missing_table(exc: BaseException) -> bool:
     """SQLite's "no such table", MariaDB's ER_NO_SUCH_TABLE (1146): the schema was dropped under us."""
-    import sqlite3
-
     import asyncmy.errors
 
     if isinstance(exc, sqlite3.OperationalError):

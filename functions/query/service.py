@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from functions.common.contracts import ResultItem, ResultPage
 from functions.common.db import Store
 from functions.common.errors import BadRequest, NotFound
 
+# A Lambda response is at most 6 MB with its envelope; a page of results stays under this (topk 1000 over 1000
+# seqs would be ~33 MB).
+PAGE_BUDGET_BYTES = 5 * 1024 * 1024
 
-async def results(store: Store, session: str, seq_start: int, seq_end: int, max_range: int) -> ResultPage:
+
+async def results(
+    store: Store, session: str, seq_start: int, seq_end: int, max_range: int, budget: int = PAGE_BUDGET_BYTES
+) -> ResultPage:
     if seq_start > seq_end:
         raise BadRequest(f"seqStart ({seq_start}) must not be greater than seqEnd ({seq_end})")
     if seq_end - seq_start + 1 > max_range:
         raise BadRequest(f"range covers {seq_end - seq_start + 1} seqs; at most {max_range} per query")
     if not await store.session_exists(session):
         raise NotFound(f"unknown session {session}")
-    rows = await store.get_range(session, seq_start, seq_end)
-    return ResultPage(
-        items=[
-            ResultItem(
+    items: list[ResultItem] = []
+    pending: list[int] = []
+    size = 0
+    for r in await store.get_range(session, seq_start, seq_end):
+        item = None
+        if r.status != "queued":
+            status: Literal["done", "failed"] = "done" if r.status == "done" else "failed"
+            item = ResultItem(
                 seq=r.seq,
-                status=r.status,
+                status=status,
                 predictions=list(r.labels),
                 scores=list(r.scores),
                 error=r.error,
                 model=r.model,
             )
-            for r in rows
-        ]
-    )
+        size += len(item.model_dump_json()) + 1 if item is not None else len(str(r.seq)) + 1
+        if size > budget and (items or pending):
+            return ResultPage(items=items, pending=pending, nextSeq=r.seq)
+        if item is None:
+            pending.append(r.seq)
+        else:
+            items.append(item)
+    return ResultPage(items=items, pending=pending)

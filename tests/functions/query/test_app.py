@@ -16,6 +16,7 @@ from functions.common.contracts import InferenceResult
 from functions.common.db import DatabaseStore, RequestRow
 from functions.common.settings import reset_settings
 from functions.query import app as query
+from functions.query.service import results
 from tests.helpers import load_event
 
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
@@ -52,15 +53,27 @@ EXPECTED = [
         "model": "resnet18:test",
     },
     {"seq": 1, "status": "failed", "predictions": [], "scores": [], "error": "cannot decode image", "model": None},
-    {"seq": 2, "status": "queued", "predictions": [], "scores": [], "error": None, "model": None},
-    {"seq": 3, "status": "queued", "predictions": [], "scores": [], "error": None, "model": None},
 ]
 
 
-async def test_range_query_returns_every_known_seq_with_status(client: httpx.AsyncClient) -> None:
+async def test_range_query_lists_finished_seqs_as_items_and_queued_ones_as_pending(client: httpx.AsyncClient) -> None:
     response = await client.get("/result", params={"uuid": SESSION, "seqStart": 0, "seqEnd": 9})
     assert response.status_code == 200
-    assert response.json() == {"items": EXPECTED}
+    assert response.json() == {"items": EXPECTED, "pending": [2, 3], "nextSeq": None}
+
+
+async def test_a_page_that_would_not_fit_a_lambda_response_stops_at_next_seq(configured: dict[str, Any]) -> None:
+    store = DatabaseStore(configured["database_url"])
+    await _seed(configured["database_url"])
+    try:
+        whole = await results(store, SESSION, 0, 9, 1000)
+        first = await results(store, SESSION, 0, 9, 1000, budget=len(whole.items[0].model_dump_json()) + 5)
+        rest = await results(store, SESSION, first.nextSeq or 0, 9, 1000)
+    finally:
+        await store.close()
+    assert (whole.nextSeq, [i.seq for i in whole.items], whole.pending) == (None, [0, 1], [2, 3])
+    assert ([i.seq for i in first.items], first.pending, first.nextSeq) == ([0], [], 1)
+    assert ([i.seq for i in rest.items], rest.pending, rest.nextSeq) == ([1], [2, 3], None)
 
 
 async def test_seed_client_fields_are_present(client: httpx.AsyncClient) -> None:
@@ -114,10 +127,13 @@ async def test_with_an_api_key_the_page_loads_and_the_api_needs_the_key(
 
 async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
-    assert set(document["paths"]) == {"/", "/register", "/image", "/images", "/result", "/health", "/metrics"}
+    assert set(document["paths"]) == {
+        "/", "/register", "/image", "/images", "/upload-url", "/image/confirm", "/result", "/health", "/metrics"
+    }  # fmt: skip
     result_item = document["components"]["schemas"]["ResultItem"]
     assert set(result_item["required"]) >= {"seq", "status", "predictions", "scores"}
-    assert result_item["properties"]["status"]["enum"] == ["queued", "done", "failed"]
+    assert result_item["properties"]["status"]["enum"] == ["done", "failed"]  # queued seqs are `pending`
+    assert set(document["components"]["schemas"]["ResultPage"]["properties"]) == {"items", "pending", "nextSeq"}
 
 
 async def test_metrics_count_requests_and_stored_statuses(client: httpx.AsyncClient) -> None:
@@ -138,7 +154,7 @@ def test_mangum_handler_answers_gateway_events_like_asgi(
     lambda_loop.run_until_complete(_seed(configured["database_url"]))
     response = query.handler(load_event(event_name), _Context())
     assert response["statusCode"] == 200
-    assert json.loads(response["body"]) == {"items": EXPECTED}
+    assert json.loads(response["body"]) == {"items": EXPECTED, "pending": [2, 3], "nextSeq": None}
 
 
 def test_http_functions_never_import_torch() -> None:
