@@ -78,6 +78,14 @@ def test_two_http_processes_share_the_port_and_both_serve(tmp_path: Path) -> Non
     assert not Path(f"/proc/{extra[0]}").exists()  # stopped with the runtime
 
 
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait for a flag set on this loop (a callback's, or uvicorn's ``started``); fail after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 async def test_connections_on_our_listening_socket_have_nagle_off_on_asyncios_loop() -> None:
     """asyncio turns TCP_NODELAY on only for sockets created with IPPROTO_TCP; without it a small response
     can sit ~40 ms behind a delayed ACK (the fallback loop where uvloop is not installed)."""
@@ -92,8 +100,7 @@ async def test_connections_on_our_listening_socket_have_nagle_off_on_asyncios_lo
     port = server.sockets[0].getsockname()[1]
     async with server:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
-        while not nodelay:  # noqa: ASYNC110 - the callback runs on this loop
-            await asyncio.sleep(0.01)
+        await _until(lambda: bool(nodelay))
         writer.close()
     assert nodelay == [1]
 
@@ -103,8 +110,7 @@ async def test_a_client_that_never_finishes_its_headers_gets_a_408_and_is_cut_of
     server = server_for(ApiGateway({}), header_timeout_s=0.5)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers only the flag
-            await asyncio.sleep(0.01)
+        await _until(lambda: bool(server.started))
         port = sock.getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n")  # and nothing more
@@ -135,8 +141,7 @@ async def test_a_function_that_crashes_is_a_json_500_and_the_connection_serves_o
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     ports: set[int] = set()
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers only the flag
-            await asyncio.sleep(0.01)
+        await _until(lambda: bool(server.started))
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", limits=limits) as client:
             answers = []

@@ -24,7 +24,8 @@ async def client(
     request: pytest.FixtureRequest, configured: dict[str, Any], loop_resources: None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = upload_app if request.param == "upload" else query_app
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers={"x-app": request.param}) as c:
         yield c
 
 
@@ -91,3 +92,28 @@ async def test_dropped_tables_are_recreated_and_said_so(
         assert await store.session_exists(SESSION)
     finally:
         await store.close()
+
+
+GUARDED = {
+    "upload": [("POST", "/register"), ("POST", "/image"), ("POST", "/images"), ("POST", "/upload-url"),
+               ("POST", "/image/confirm"), ("GET", "/openapi.json"), ("GET", "/metrics")],
+    "query": [("GET", "/result"), ("GET", "/openapi.json"), ("GET", "/metrics")],
+}  # fmt: skip
+
+
+async def test_the_api_key_guards_every_route_but_health_and_the_page(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_env(monkeypatch, api_key="s3cret")
+    app_name = client.headers["x-app"]
+    for method, path in GUARDED[app_name]:
+        for headers in ({}, {"x-api-key": "wrong"}, {"x-api-key": "s3cret-but-longer"}):
+            denied = await client.request(method, path, headers=headers)
+            assert denied.status_code == 401, (method, path, headers)
+            assert denied.json() == {"error": "missing or wrong x-api-key header"}
+        allowed = await client.request(method, path, headers={"x-api-key": "s3cret"})
+        assert allowed.status_code != 401, (method, path)
+    assert (await client.get("/health")).status_code == 200
+    if app_name == "query":
+        page = await client.get("/")
+        assert page.status_code == 200 and "x-api-key" in page.text  # the page asks for the key it sends

@@ -7,6 +7,7 @@ from collections import Counter
 from itertools import pairwise
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 
 from functions.common.contracts import message_key
 from functions.common.producer import Producer, spread_partitioner
@@ -25,10 +26,14 @@ def test_spread_partitioner_is_round_robin_per_session_and_stable() -> None:
 
 
 def test_other_keys_fall_back_to_kafkas_default_hash() -> None:
-    partitions = [0, 1, 2]
-    assert spread_partitioner(b"not-a-request-key", partitions, partitions) in partitions
-    assert spread_partitioner(b"x:y", partitions, partitions) == spread_partitioner(b"x:y", partitions, partitions)
-    assert spread_partitioner(None, partitions, [2]) == 2
+    partitions = list(range(7))
+    keys = [b"not-a-request-key", b"x:y", b"session:", b"a:b:c", *(f"k{i}".encode() for i in range(50))]
+    kafka = DefaultPartitioner()
+    assert [spread_partitioner(k, partitions, partitions) for k in keys] == [
+        kafka(k, partitions, partitions) for k in keys
+    ]
+    assert len({spread_partitioner(k, partitions, partitions) for k in keys}) > 1  # a hash, not a constant
+    assert spread_partitioner(None, partitions, [2]) == 2  # no key: an available partition, as Kafka's
 
 
 async def test_a_sessions_images_reach_every_partition_equally(broker: str) -> None:
