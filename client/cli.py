@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -111,6 +112,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="base URL of a deployment (local runtime or API Gateway); env FAASINFER_URL",
     )
     p.add_argument("--api-key", default=os.environ.get("FAASINFER_API_KEY"), help="env FAASINFER_API_KEY")
+    p.add_argument("--debug", action="store_true", help="print the traceback of a failure")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("register", help="create a session and print its uuid")
     up = sub.add_parser("upload", help="upload image files or folders")
@@ -149,15 +151,39 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every failure is one line saying what failed and what to try, and a non-zero exit; ``--debug`` adds the
+    traceback."""
     args = parse_args(argv)
+    if not args.url.startswith(("http://", "https://")):
+        message = f"--url {args.url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000)"
+        console.print(f"[red]{message}[/red]", soft_wrap=True)
+        return 2
+    if args.command == "upload" and (missing := [p for p in args.paths if not Path(p).exists()]):
+        console.print(f"[red]no such file or folder: {', '.join(missing)}[/red]", soft_wrap=True)  # before registering
+        return 2
     try:
         return asyncio.run(run(args))
-    except ApiError as exc:
-        console.print(f"[red]error {exc.status}: {exc.message}[/red]")
+    except Exception as exc:
+        if args.debug:
+            console.print_exception()
+        console.print(f"[red]{_one_line(exc, args.url)}[/red]", soft_wrap=True)
         return 1
-    except (OSError, TimeoutError) as exc:
-        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
-        return 1
+
+
+def _one_line(exc: Exception, url: str) -> str:
+    if isinstance(exc, ApiError):
+        return f"error {exc.status}: {exc.message}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach {url} ({exc}); is the server running? `make run` starts one locally"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{url} did not answer in time ({type(exc).__name__}); try again, or a longer --timeout"
+    if isinstance(exc, httpx.HTTPError):
+        return f"request to {url} failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or folder: {exc.filename}"
+    if isinstance(exc, TimeoutError):
+        return f"gave up waiting: {exc}; results may still come (`faasinfer results --uuid ... --wait`)"
+    return f"{type(exc).__name__}: {exc} (--debug shows where)"
 
 
 if __name__ == "__main__":

@@ -58,11 +58,13 @@ def infrastructure_errors() -> tuple[type[BaseException], ...]:
 
         import asyncmy.errors
         from aiokafka.errors import KafkaError
+        from botocore.exceptions import BotoCoreError
 
         _INFRA_ERRORS = (
             OSError,
             TimeoutError,
             KafkaError,
+            BotoCoreError,  # S3 or Secrets Manager unreachable (endpoint, timeouts, credentials): not the request
             sqlite3.OperationalError,
             asyncmy.errors.OperationalError,
             asyncmy.errors.InterfaceError,

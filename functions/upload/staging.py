@@ -36,14 +36,16 @@ class Staging:
     def from_url(cls, url: str, endpoint_url: str = "") -> Staging:
         """``s3://bucket/prefix``; ``endpoint_url``: an S3-compatible endpoint (locally moto, with its dummy keys)."""
         import boto3
+        from botocore.config import Config
 
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"UPLOAD_STAGING_URL must be s3://bucket/prefix, not {url!r}")
-        options: dict[str, Any] = {}
+        # A request waits on it: fail within seconds (a 503 the client retries), not after botocore's 5 attempts.
+        options: dict[str, Any] = {"config": Config(connect_timeout=3, read_timeout=20, retries={"max_attempts": 2})}
         if endpoint_url:
-            options = {"endpoint_url": endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local",
-                       "region_name": "us-east-1"}  # fmt: skip
+            options |= {"endpoint_url": endpoint_url, "aws_access_key_id": "local", "aws_secret_access_key": "local",
+                        "region_name": "us-east-1"}  # fmt: skip
         return cls(parsed.netloc, parsed.path.strip("/"), boto3.client("s3", **options))
 
     def key_prefix(self, session: str, seq: int) -> str:

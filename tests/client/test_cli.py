@@ -98,3 +98,47 @@ def test_an_image_larger_than_a_lambda_request_goes_presigned_and_ends_done(
     )
     assert inline.status_code == 413
     assert "POST /upload-url (a presigned S3 upload)" in inline.json()["error"]
+
+
+def _closed_port_url() -> str:
+    from runtime.broker import free_port
+
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def test_a_server_that_is_down_is_one_line_and_exit_1() -> None:
+    url = _closed_port_url()
+    done = _cli(url, "register", timeout=60)
+    assert done.returncode == 1
+    assert done.stdout.strip().splitlines() == [
+        f"cannot reach {url} (All connection attempts failed); is the server running? `make run` starts one locally"
+    ]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_debug_adds_the_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "--debug", "--url", _closed_port_url(), "register"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 1 and "Traceback" in done.stdout and "ConnectError" in done.stdout
+
+
+def test_a_url_without_a_scheme_is_one_line_and_exit_2() -> None:
+    done = _cli("127.0.0.1:8000", "register", timeout=60)
+    assert done.returncode == 2
+    assert done.stdout.strip().splitlines() == [
+        "--url '127.0.0.1:8000' must start with http:// or https:// (e.g. http://127.0.0.1:8000)"
+    ]
+
+
+def test_a_missing_file_is_reported_before_anything_is_sent(tmp_path: Path) -> None:
+    url = _closed_port_url()  # would fail differently if the CLI tried to register first
+    done = _cli(url, "upload", str(tmp_path / "nope.jpg"), str(PHOTOS), timeout=60)
+    assert done.returncode == 2
+    assert done.stdout.strip().splitlines() == [f"no such file or folder: {tmp_path / 'nope.jpg'}"]

@@ -91,3 +91,13 @@ async def test_without_a_staging_bucket_the_presigned_path_says_what_to_set(
     session = (await client.post("/register")).json()["uuid"]
     response = await client.post("/upload-url", data={"uuid": session, "seq": "0"})
     assert response.status_code == 503 and "UPLOAD_STAGING_URL" in response.json()["error"]
+
+
+async def test_an_unreachable_s3_is_a_503_not_a_500(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.broker import free_port
+
+    apply_env(monkeypatch, s3_endpoint_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    session = (await client.post("/register")).json()["uuid"]
+    form = {"uuid": session, "seq": "0", "topk": "1", "key": f"incoming/{session}/0-{'a' * 22}"}
+    response = await client.post("/image/confirm", data=form)
+    assert response.status_code == 503 and "EndpointConnectionError" in response.json()["error"]
