@@ -17,7 +17,6 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,17 @@ def worker_count(placement: Placement, requested: int | None, partitions: int) -
     return min(count, partitions)
 
 
+def _spawner(name: str, target: Callable[..., None], args: tuple[Any, ...]) -> Callable[[], BaseProcess]:
+    """Starts a new daemon process running ``target(*args)``, each time it is called (first start, restarts)."""
+
+    def start() -> BaseProcess:
+        process = _spawn.Process(target=target, name=name, daemon=True, args=args)
+        process.start()
+        return process
+
+    return start
+
+
 @contextlib.asynccontextmanager
 async def worker_processes(
     placements: Sequence[tuple[Placement, int]], bootstrap: str, retry: RetryPolicy | None
@@ -79,20 +89,13 @@ async def worker_processes(
     started: multiprocessing.Queue[tuple[int, str | None]] = _spawn.Queue()
     children: list[Child] = []
 
-    def starter(placement: Placement, index: int) -> Callable[[], BaseProcess]:
-        def start() -> BaseProcess:
-            args = (placement.spec, dict(placement.environment), bootstrap, retry, index, started)
-            process = _spawn.Process(target=worker_main, name=f"{placement.spec.name}#{index}", daemon=True, args=args)
-            process.start()
-            return process
-
-        return start
-
     try:
         for placement, count in placements:
             for index in range(count):
-                start = starter(placement, index)
-                children.append(Child(f"{placement.spec.name}#{index}", start, start()))
+                name = f"{placement.spec.name}#{index}"
+                args = (placement.spec, dict(placement.environment), bootstrap, retry, index, started)
+                start = _spawner(name, worker_main, args)
+                children.append(Child(name, start, start()))
             log.info("%s: %d worker processes", placement.spec.name, count)
         for _ in children:
             await _worker_started(started)
@@ -163,22 +166,15 @@ async def http_service(
     host, port = sock.getsockname()[:2]
     extra = [(_spawn.Event(), index) for index in range(1, processes if environments else 1)]
 
-    def starter(ready: EventType, index: int) -> Callable[[], BaseProcess]:
-        def start() -> BaseProcess:
-            args = (environments, instances, build_dir, host, port, ready)
-            process = _spawn.Process(target=http_process_main, name=f"http#{index}", daemon=True, args=args)
-            process.start()
-            return process
-
-        return start
-
     children: list[Child] = []
     gateway, functions = http_functions(environments, instances, build_dir)
     server = server_for(gateway)
     try:
         await asyncio.gather(*(f.start() for f in functions))
         for ready, index in extra:
-            start = starter(ready, index)
+            start = _spawner(
+                f"http#{index}", http_process_main, (environments, instances, build_dir, host, port, ready)
+            )
             children.append(Child(f"http#{index}", start, start()))
         for ready, _ in extra:  # all of them accept before the port answers at all (clients keep connections)
             if not await asyncio.to_thread(ready.wait, 120):

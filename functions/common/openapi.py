@@ -81,17 +81,24 @@ def _presigned_paths() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    document = _document()
-    document["paths"].update(_presigned_paths())
-    return document
-
-
-def _document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in _MODELS:
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "faasinfer",
+            "version": "1.0.0",
+            "description": "Image classification: register a session, upload images, query results.",
+        },
+        "paths": {**_upload_paths(), **_presigned_paths(), **_query_paths(), **_service_paths()},
+        "components": {"schemas": schemas},
+    }
+
+
+def _upload_paths() -> dict[str, Any]:
     single = {
         **_UPLOAD_FIELDS,
         "seq": {"type": "integer", "minimum": 0},
@@ -102,94 +109,59 @@ def _document() -> dict[str, Any]:
         "seqStart": {"type": "integer", "minimum": 0},
         "payload": {"type": "array", "items": {"type": "string", "format": "binary"}},
     }
+    refusals = _errors(400, 401, 404, 409, 413, 415, 503)
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "faasinfer",
-            "version": "1.0.0",
-            "description": "Image classification: register a session, upload images, query results.",
+        "/register": {
+            "post": {
+                "summary": "Create a session",
+                "responses": {"200": _json(RegisterResponse, "the new session's uuid"), **_errors(401, 503)},
+            }
         },
-        "paths": {
-            "/register": {
-                "post": {
-                    "summary": "Create a session",
-                    "responses": {"200": _json(RegisterResponse, "the new session's uuid"), **_errors(401, 503)},
-                }
-            },
-            "/image": {
-                "post": {
-                    "summary": "Upload one image",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {"type": "object", "required": list(single), "properties": single}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "202": _json(ImageAccepted, "queued (or already known, same bytes)"),
-                        **_errors(400, 401, 404, 409, 413, 415, 503),
-                    },
-                }
-            },
-            "/images": {
-                "post": {
-                    "summary": "Upload several images; the i-th gets seq seqStart+i",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {"type": "object", "required": list(batch), "properties": batch}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "202": _json(BatchAccepted, "all queued"),
-                        **_errors(400, 401, 404, 409, 413, 415, 503),
-                    },
-                }
-            },
-            "/result": {
-                "get": {
-                    "summary": "Results of a seq range (inclusive)",
-                    "parameters": [
-                        _query("uuid", {"type": "string", "format": "uuid"}, "session"),
-                        _query("seqStart", {"type": "integer", "minimum": 0}, "first seq"),
-                        _query(
-                            "seqEnd", {"type": "integer", "minimum": 0}, "last seq; at most MAX_RANGE seqs per query"
-                        ),
-                    ],
-                    "responses": {"200": _json(ResultPage, "items in seq order"), **_errors(400, 401, 404, 503)},
-                }
-            },
-            "/": {
-                "get": {
-                    "summary": "Web page for uploading images and watching results",
-                    "responses": {
-                        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Database and broker reachability",
-                    "responses": {"200": _json(Health, "all reachable"), "503": _json(Health, "degraded")},
-                }
-            },
+        "/image": _form_post(
+            "Upload one image",
+            single,
+            {"202": _json(ImageAccepted, "queued (or already known, same bytes)"), **refusals},
+        ),
+        "/images": _form_post(
+            "Upload several images; the i-th gets seq seqStart+i",
+            batch,
+            {"202": _json(BatchAccepted, "all queued"), **refusals},
+        ),
+    }
+
+
+def _query_paths() -> dict[str, Any]:
+    return {
+        "/result": {
+            "get": {
+                "summary": "Results of a seq range (inclusive)",
+                "parameters": [
+                    _query("uuid", {"type": "string", "format": "uuid"}, "session"),
+                    _query("seqStart", {"type": "integer", "minimum": 0}, "first seq"),
+                    _query("seqEnd", {"type": "integer", "minimum": 0}, "last seq; at most MAX_RANGE seqs per query"),
+                ],
+                "responses": {"200": _json(ResultPage, "items in seq order"), **_errors(400, 401, 404, 503)},
+            }
         },
-        "components": {"schemas": schemas},
+        "/": {
+            "get": {
+                "summary": "Web page for uploading images and watching results",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            }
+        },
+    }
+
+
+def _service_paths() -> dict[str, Any]:
+    text = {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": text}}},
+        "/health": {
+            "get": {
+                "summary": "Database and broker reachability",
+                "responses": {"200": _json(Health, "all reachable"), "503": _json(Health, "degraded")},
+            }
+        },
     }
 
 

@@ -96,27 +96,23 @@ def row_from_record(m: dict[str, Any]) -> RequestRow:
 async def create_tables(sql: Driver, db: Connection) -> None:
     """The schema, idempotent: what is missing of tables, index and columns added since a table was created
     (looked up first: MariaDB logs a warning for every ``IF NOT EXISTS`` that finds its object)."""
-    if sql.sqlite:
-        listed = await sql.fetch_all(db, "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
-    else:
-        listed = await sql.fetch_all(
-            db,
-            "SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() UNION"
-            " SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()",
-        )
-    present = {str(r["name"]) for r in listed}
+    present = await _names(
+        sql,
+        db,
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')",
+        "SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() UNION"
+        " SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()",
+    )
     for name, statement in SCHEMA.items():
         if name not in present:
             await sql.execute(db, statement)
-    if sql.sqlite:
-        columns = await sql.fetch_all(db, "PRAGMA table_info(requests)")
-    else:
-        columns = await sql.fetch_all(
-            db,
-            "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-            " AND TABLE_NAME = 'requests'",
-        )
-    have = {str(r["name"]) for r in columns}
+    have = await _names(
+        sql,
+        db,
+        "PRAGMA table_info(requests)",
+        "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = 'requests'",
+    )
     for name, ddl in ADDED_COLUMNS:
         if name in have:
             continue
@@ -128,6 +124,11 @@ async def create_tables(sql: Driver, db: Connection) -> None:
         except sqlite3.OperationalError as exc:
             if "duplicate column" not in str(exc):
                 raise
+
+
+async def _names(sql: Driver, db: Connection, sqlite_query: str, mariadb_query: str) -> set[str]:
+    """The ``name`` column of the dialect's catalogue query."""
+    return {str(r["name"]) for r in await sql.fetch_all(db, sqlite_query if sql.sqlite else mariadb_query)}
 
 
 def missing_table(exc: BaseException) -> bool:

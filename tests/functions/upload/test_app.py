@@ -22,12 +22,6 @@ from tests.helpers import apply_env, consume_all, image_bytes, load_event, photo
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture
-async def client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        yield c
-
-
 async def _session(client: httpx.AsyncClient) -> str:
     response = await client.post("/register")
     assert response.status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,9 @@ from aiokafka import AIOKafkaConsumer
 
 from functions.common import resources
 from functions.common.db import DatabaseStore
-from functions.upload.app import app
 from tests.helpers import photo, unique
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-async def client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        yield c
 
 
 async def _session(client: httpx.AsyncClient) -> str:
