@@ -153,7 +153,8 @@ class ApiGateway:
                     raise RequestRejected(405, f"method not allowed; use {', '.join(allowed)}")
                 raise RequestRejected(404, "not found")
             try:
-                request_body = await asyncio.wait_for(_read_body(scope, receive), self.body_timeout_s)
+                async with asyncio.timeout(self.body_timeout_s):
+                    request_body = await _read_body(scope, receive)
             except TimeoutError:
                 raise RequestRejected(408, f"request body not received within {self.body_timeout_s:g} s") from None
             event = http_api_event(scope, request_body, f"{method} {path}")

@@ -98,7 +98,8 @@ class LocalFunction:
         self.invocations += 1
         running = asyncio.wrap_future(self._pool.submit(self._call, event, context))
         try:
-            return await asyncio.wait_for(asyncio.shield(running), timeout=self.spec.timeout_s)
+            async with asyncio.timeout(self.spec.timeout_s):  # not wait_for: on 3.11 it can drop a cancellation
+                return await asyncio.shield(running)
         except TimeoutError:
             # Lambda would now reset the execution environment; a thread cannot be killed, so this one finishes
             # its call in the background and takes the next invocation after that.

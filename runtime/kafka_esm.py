@@ -124,7 +124,8 @@ class EventSourceMapping:
         finally:
             self.consumer = None
             try:  # leaving the group can wait on a broker that never answers: shutdown must not
-                await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await consumer.stop()
             except TimeoutError:
                 log.warning("%s: consumer did not stop within %.0f s; abandoned", self.spec.name, STOP_TIMEOUT_S)
 

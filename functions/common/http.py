@@ -140,7 +140,8 @@ async def health(request: Request) -> Response:
 
 async def _probe(probe: Callable[[], Awaitable[None]]) -> str:
     try:
-        await asyncio.wait_for(probe(), HEALTH_PROBE_TIMEOUT_S)
+        async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
+            await probe()
     except TimeoutError:
         return f"error: no answer within {HEALTH_PROBE_TIMEOUT_S:g} s"
     except Exception as exc:

@@ -55,7 +55,8 @@ class Producer:
                     **self._options(),
                 )
                 try:
-                    await asyncio.wait_for(producer.start(), self.timeout_s)
+                    async with asyncio.timeout(self.timeout_s):
+                        await producer.start()
                 except BaseException:
                     await producer.stop()
                     raise
@@ -72,11 +73,13 @@ class Producer:
             await producer.send(topic, value, key=None if key is None else key.encode(), headers=headers)
             for key, value, headers in messages
         ]
-        await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+        async with asyncio.timeout(self.timeout_s):
+            await asyncio.gather(*futures)
 
     async def ping(self) -> None:
         producer = await self._ready()
-        await asyncio.wait_for(producer.client.force_metadata_update(), self.timeout_s)
+        async with asyncio.timeout(self.timeout_s):
+            await producer.client.force_metadata_update()
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 EVENTS: list[dict[str, Any]] = []
+RELEASE = threading.Event()  # ``returns_when_released`` returns once this is set
 FAILURES = {"remaining": 0}
 _lock = threading.Lock()
 
@@ -74,3 +75,8 @@ def http_echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time.sleep(float(query.get("sleep", 0)))
     body = "x" * int(query.get("size", 2))
     return {"statusCode": int(query.get("status", 200)), "headers": {"content-type": "text/plain"}, "body": body}
+
+
+def returns_when_released(event: dict[str, Any], context: Any) -> dict[str, str]:
+    RELEASE.wait(5)
+    return {"returned": "yes"}

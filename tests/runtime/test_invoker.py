@@ -3,6 +3,9 @@ retried as Lambda's event-source mapping retries it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from runtime.broker import ensure_topics
@@ -58,3 +61,26 @@ async def test_a_kafka_batch_that_times_out_is_retried_and_committed_once_it_suc
     await _running(mapping, lambda: _until(lambda: len(recording.EVENTS) >= 1))
     await function.stop()
     assert _values(recording.EVENTS) == ["v0", "v1", "v2"] and mapping.invocations == 2
+
+
+async def test_cancelling_an_invocation_is_never_lost_even_as_the_handler_returns() -> None:
+    """Shutdown cancels the consumer loop wherever it is. Python 3.11's ``asyncio.wait_for`` drops a cancellation
+    that arrives after the awaited call finished but before the caller resumed; a loop waiting on an invocation then
+    never stops (a test hung 10 minutes on it). Each cancellation point along the result's way back is tried."""
+    spec = FunctionSpec("HeldFunction", "tests.runtime.recording.returns_when_released", timeout_s=3)
+    function = LocalFunction(spec, {})
+    outcomes = []
+    try:
+        for steps in range(12):
+            recording.RELEASE.clear()
+            task = asyncio.create_task(function.invoke({}))
+            await asyncio.sleep(0.05)  # the handler is running in its thread, held
+            recording.RELEASE.set()
+            time.sleep(0.05)  # it returns; its result waits for this loop, blocked meanwhile
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            if task.cancel():  # still running: it must end cancelled, not with the result
+                outcomes.append((steps, (await asyncio.gather(task, return_exceptions=True))[0]))
+    finally:
+        await function.stop()
+    assert outcomes and all(isinstance(o, asyncio.CancelledError) for _, o in outcomes), outcomes

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.parser.models import KafkaMskEventModel, Ka
 from functions.common.settings import Settings
 from runtime.broker import ensure_topics
 from runtime.invoker import LocalFunction
-from runtime.kafka_esm import EventSourceMapping, RetryPolicy, policy_for
+from runtime.kafka_esm import STOP_TIMEOUT_S, EventSourceMapping, RetryPolicy, policy_for
 from runtime.template import FunctionSpec, KafkaSource, load_template
 from runtime.worker import mappings_for
 from tests.helpers import consume_all, unique
@@ -102,7 +102,8 @@ async def _running(mapping: EventSourceMapping, body: Callable[[], Awaitable[Non
         await body()
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S + 10)
+        assert done, "the mapping did not stop when cancelled"  # fails here, not after pytest's 10-minute timeout
 
 
 @pytest.mark.parametrize("kind", ["MSK", "SelfManagedKafka"])
