@@ -76,7 +76,7 @@ async def test_cancelling_an_invocation_is_never_lost_even_as_the_handler_return
             task = asyncio.create_task(function.invoke({}))
             await asyncio.sleep(0.05)  # the handler is running in its thread, held
             recording.RELEASE.set()
-            time.sleep(0.05)  # it returns; its result waits for this loop, blocked meanwhile
+            time.sleep(0.05)  # noqa: ASYNC251 - blocks the loop on purpose: the result waits for it
             for _ in range(steps):
                 await asyncio.sleep(0)
             if task.cancel():  # still running: it must end cancelled, not with the result
