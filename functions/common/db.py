@@ -31,7 +31,9 @@ class Store(Protocol):
     async def add_request(self, row: RequestRow) -> tuple[RequestRow, bool]: ...
     async def apply_result(self, result: InferenceResult) -> Applied: ...
     async def apply_results(self, results: Sequence[InferenceResult]) -> list[Applied]: ...
-    async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]: ...
+    async def get_range(
+        self, uuid: str, seq_start: int, seq_end: int, limit: int | None = None
+    ) -> list[RequestRow]: ...
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None: ...
     async def status_counts(self) -> dict[str, int]: ...
     async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]: ...
@@ -220,14 +222,13 @@ class DatabaseStore:
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None:
         return await self._io(lambda db: self._select_request(db, uuid, seq))
 
-    async def get_range(self, uuid: str, seq_start: int, seq_end: int) -> list[RequestRow]:
-        records = await self._io(
-            lambda db: self._sql.fetch_all(
-                db,
-                "SELECT * FROM requests WHERE uuid = :uuid AND seq BETWEEN :lo AND :hi ORDER BY seq",
-                {"uuid": uuid, "lo": seq_start, "hi": seq_end},
-            )
-        )
+    async def get_range(self, uuid: str, seq_start: int, seq_end: int, limit: int | None = None) -> list[RequestRow]:
+        """The stored rows of the range in seq order; at most ``limit`` of them."""
+        query = "SELECT * FROM requests WHERE uuid = :uuid AND seq BETWEEN :lo AND :hi ORDER BY seq"
+        values: dict[str, object] = {"uuid": uuid, "lo": seq_start, "hi": seq_end}
+        if limit is not None:
+            query, values["limit"] = query + " LIMIT :limit", limit
+        records = await self._io(lambda db: self._sql.fetch_all(db, query, values))
         return [row_from_record(r) for r in records]
 
     async def status_counts(self) -> dict[str, int]:

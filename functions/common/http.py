@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import resources
+from .api import OPEN_PATHS
 from .contracts import Health
 from .errors import Busy, PayloadTooLarge, ServiceError, infrastructure_errors
 from .settings import get_settings
@@ -59,13 +60,9 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[..., object]] = {
 }
 
 
-# Open without the key: the health probe, and the web page itself (it asks for the key and sends it on its API calls;
-# guarded, the page that has the key field could never load).
-OPEN_PATHS = frozenset({"/health", "/"})
-
-
 class ApiKeyMiddleware:
-    """When ``API_KEY`` is set, every path except ``OPEN_PATHS`` needs the ``x-api-key`` header."""
+    """When ``API_KEY`` is set, every guarded route needs the ``x-api-key`` header. Open: the health probe, the web
+    page (it asks for the key and sends it on its API calls), the API's description and its docs page (``api``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

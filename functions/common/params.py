@@ -1,44 +1,117 @@
-"""Parsing of request parameters (form fields, query strings) into typed values or a clear 400."""
+"""Request inputs (form fields, query strings) as pydantic models: the bounds they enforce are the bounds the OpenAPI
+document shows, and every refusal is a 400 naming the field."""
 
 from __future__ import annotations
 
 import re
 import uuid as uuid_lib
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .contracts import MAX_SEQ, MAX_TOPK
 from .errors import BadRequest
 
-
-def parse_uuid(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise BadRequest("field 'uuid' is required")
-    try:
-        parsed = uuid_lib.UUID(value)
-    except ValueError as exc:
-        raise BadRequest("field 'uuid' is not a valid UUID") from exc
-    return str(parsed)
-
-
 # ASCII digits with at most one sign: ``str.isdigit`` also says yes to "²" and "①", which ``int`` refuses
-# (a 500 once), and ``int`` itself accepts "1_000" and non-ASCII digits such as "١٢".
+# (a 500 once), and ``int`` (and pydantic's lax mode) accept "1_000", "1.0" and non-ASCII digits such as "١٢".
 _INTEGER = re.compile(r"\s*[+-]?[0-9]{1,19}\s*", re.ASCII)
 
 
-def parse_int(value: object, name: str, low: int, high: int | None = None) -> int:
+def _integer(value: object) -> object:
     if value is None or value == "":
-        raise BadRequest(f"field '{name}' is required")
+        raise PydanticCustomError("required", "is required")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-        raise BadRequest(f"field '{name}' must be an integer")
-    number = int(value)
-    if number < low or (high is not None and number > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise BadRequest(f"field '{name}' must be {bound}, got {number}")
-    return number
+        raise PydanticCustomError("integer", "must be an integer")
+    return int(value)
 
 
-def parse_topk(value: object) -> int:
-    return parse_int(value, "topk", 1, MAX_TOPK)
+def _session(value: object) -> str:
+    if value is None or value == "":
+        raise PydanticCustomError("required", "is required")
+    try:
+        return str(uuid_lib.UUID(value)) if isinstance(value, str) else str(uuid_lib.UUID(str(value)))
+    except ValueError:
+        raise PydanticCustomError("uuid", "is not a valid UUID") from None
 
 
-def parse_seq(value: object, name: str = "seq") -> int:
-    return parse_int(value, name, 0, MAX_SEQ)
+# The bounds come before the validator, so that they land in the JSON schema (minimum/maximum) and are checked on
+# the integer the validator made.
+Seq = Annotated[int, Ge(0), Le(MAX_SEQ), BeforeValidator(_integer)]
+TopK = Annotated[int, Ge(1), Le(MAX_TOPK), BeforeValidator(_integer)]
+SessionId = Annotated[str, BeforeValidator(_session), WithJsonSchema({"type": "string", "format": "uuid"})]
+
+
+class Inputs(BaseModel):
+    """Fields every request of one route carries; unknown fields are ignored, as the prototype ignored them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ImageForm(Inputs):
+    """``POST /image`` (the file itself: ``payload``)."""
+
+    uuid: SessionId = Field(description="the session POST /register answered")
+    seq: Seq = Field(description="this image's number in the session")
+    topk: TopK = Field(description="how many labels to return, best first")
+
+
+class BatchForm(Inputs):
+    """``POST /images`` (the files: ``payload``, repeated)."""
+
+    uuid: SessionId = Field(description="the session POST /register answered")
+    seqStart: Seq = Field(description="the first file's seq; the i-th file gets seqStart+i")
+    topk: TopK = Field(description="how many labels to return, best first")
+
+
+class UploadUrlForm(Inputs):
+    """``POST /upload-url``."""
+
+    uuid: SessionId = Field(description="the session POST /register answered")
+    seq: Seq = Field(description="the image's number in the session")
+
+
+class ConfirmForm(ImageForm):
+    """``POST /image/confirm``."""
+
+    key: str = Field(min_length=1, description="the key POST /upload-url answered")
+
+
+class ResultQuery(Inputs):
+    """``GET /result``."""
+
+    uuid: SessionId = Field(description="the session")
+    seqStart: Seq = Field(description="first seq")  # the wire names are the prototype's
+    seqEnd: Seq = Field(description="last seq (inclusive), not below seqStart; a page holds at most MAX_RANGE seqs")
+
+
+M = TypeVar("M", bound=Inputs)
+
+
+def parse(model: type[M], source: Mapping[str, Any]) -> M:
+    """The model from a form or a query string (the last value of a repeated field), or a 400 naming the field."""
+    try:
+        return model.model_validate({name: source.get(name) for name in model.model_fields if name in source})
+    except ValidationError as exc:
+        raise BadRequest(_message(model, exc.errors()[0])) from None
+
+
+def _message(model: type[Inputs], error: Any) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    kind = error["type"]
+    if kind in ("missing", "required"):
+        return f"field '{name}' is required"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        metadata = model.model_fields[name].metadata
+        low = next((m.ge for m in metadata if isinstance(m, Ge)), None)
+        high = next((m.le for m in metadata if isinstance(m, Le)), None)
+        return f"field '{name}' must be between {low} and {high}, got {error['input']}"
+    if kind == "string_too_short":
+        return f"field '{name}' is required"
+    if kind == "string_type":
+        return f"field '{name}' must be text"
+    return f"field '{name}' {error['msg']}"

@@ -9,16 +9,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
-from functions.common import resources
-from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, health, pydantic_response
+from functions.common import api, resources
+from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, pydantic_response
 from functions.common.metrics import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
-from functions.common.params import parse_seq, parse_uuid
+from functions.common.params import ResultQuery, parse
 from functions.common.settings import get_settings
 
-from . import service
+from . import docs, service
 
 _INDEX = Path(__file__).resolve().parent / "static" / "index.html"
 
@@ -29,21 +28,25 @@ async def index(request: Request) -> Response:
 
 
 async def result(request: Request) -> Response:
-    params = request.query_params
-    session = parse_uuid(params.get("uuid"))
-    seq_start = parse_seq(params.get("seqStart"), "seqStart")
-    seq_end = parse_seq(params.get("seqEnd"), "seqEnd")
-    page = await service.results(resources.store.get(), session, seq_start, seq_end, get_settings().max_range)
+    query = parse(ResultQuery, request.query_params)
+    page = await service.results(
+        resources.store.get(), query.uuid, query.seqStart, query.seqEnd, get_settings().max_range
+    )
     return pydantic_response(page)
 
 
-ROUTES = [
-    Route("/", index, methods=["GET"]),
-    Route("/result", result, methods=["GET"]),
-    Route("/health", health, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
-]
+ROUTES = api.routes(
+    "query",
+    {
+        "/result": result,
+        "/": index,
+        "/openapi.json": openapi,
+        "/docs": docs.page,
+        "/docs/swagger-ui.css": docs.stylesheet,
+        "/docs/swagger-ui-bundle.js": docs.script,
+        "/metrics": metrics,
+    },
+)
 
 app = Starlette(
     routes=ROUTES,

@@ -16,16 +16,18 @@ PAGE_BUDGET_BYTES = 5 * 1024 * 1024
 async def results(
     store: Store, session: str, seq_start: int, seq_end: int, max_range: int, budget: int = PAGE_BUDGET_BYTES
 ) -> ResultPage:
+    """One page of the range: at most ``max_range`` stored seqs and ``budget`` bytes; ``nextSeq``: the first stored
+    seq of the next page, when there is one (a sparse or huge range costs no empty pages)."""
     if seq_start > seq_end:
         raise BadRequest(f"seqStart ({seq_start}) must not be greater than seqEnd ({seq_end})")
-    if seq_end - seq_start + 1 > max_range:
-        raise BadRequest(f"range covers {seq_end - seq_start + 1} seqs; at most {max_range} per query")
     if not await store.session_exists(session):
         raise NotFound(f"unknown session {session}")
+    rows = await store.get_range(session, seq_start, seq_end, limit=max_range + 1)
+    after = rows[max_range].seq if len(rows) > max_range else None
     items: list[ResultItem] = []
     pending: list[int] = []
     size = 0
-    for r in await store.get_range(session, seq_start, seq_end):
+    for r in rows[:max_range]:
         item = None
         if r.status != "queued":
             status: Literal["done", "failed"] = "done" if r.status == "done" else "failed"
@@ -44,4 +46,4 @@ async def results(
             pending.append(r.seq)
         else:
             items.append(item)
-    return ResultPage(items=items, pending=pending)
+    return ResultPage(items=items, pending=pending, nextSeq=after)

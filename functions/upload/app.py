@@ -11,16 +11,14 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Scope
 
-from functions.common import kafka_auth, resources
+from functions.common import api, kafka_auth, resources
 from functions.common.contracts import MAX_SEQ, BatchAccepted, PresignedUpload, RegisterResponse
 from functions.common.errors import BadRequest, Misconfigured, NotFound, PayloadTooLarge
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
-from functions.common.metrics import MetricsMiddleware, metrics
-from functions.common.openapi import openapi
-from functions.common.params import parse_seq, parse_topk, parse_uuid
+from functions.common.metrics import MetricsMiddleware
+from functions.common.params import BatchForm, ConfirmForm, ImageForm, UploadUrlForm, parse
 from functions.common.settings import get_settings
 
 from . import service
@@ -57,30 +55,26 @@ async def register(request: Request) -> Response:
 
 async def image(request: Request) -> Response:
     async with _form(request, max_files=1) as form:
-        session = parse_uuid(form.get("uuid"))
-        seq = parse_seq(form.get("seq"))
-        topk = parse_topk(form.get("topk"))
+        fields = parse(ImageForm, form)
         data = await _read_file(form.get("payload"), "payload")
-    accepted = await service.submit(_deps(), session, seq, topk, data)
+    accepted = await service.submit(_deps(), fields.uuid, fields.seq, fields.topk, data)
     return pydantic_response(accepted, status_code=202)
 
 
 async def images(request: Request) -> Response:
     async with _form(request, max_files=get_settings().max_batch_files) as form:
-        session = parse_uuid(form.get("uuid"))
-        seq_start = parse_seq(form.get("seqStart"), "seqStart")
-        topk = parse_topk(form.get("topk"))
+        fields = parse(BatchForm, form)
         parts = form.getlist("payload")
         if not parts:
             raise BadRequest("field 'payload' is required (one or more files)")
         blobs = [await _read_file(part, f"payload[{i}]") for i, part in enumerate(parts)]
-    if seq_start + len(blobs) - 1 > MAX_SEQ:  # checked before anything is stored
+    last = fields.seqStart + len(blobs) - 1
+    if last > MAX_SEQ:  # checked before anything is stored
         raise BadRequest(
-            f"seqStart {seq_start} with {len(blobs)} files would reach seq {seq_start + len(blobs) - 1}; "
-            f"seqs go up to {MAX_SEQ}"
+            f"seqStart {fields.seqStart} with {len(blobs)} files would reach seq {last}; seqs go up to {MAX_SEQ}"
         )
-    items = await service.submit_batch(_deps(), session, seq_start, topk, blobs)
-    return pydantic_response(BatchAccepted(uuid=session, items=items), status_code=202)
+    items = await service.submit_batch(_deps(), fields.uuid, fields.seqStart, fields.topk, blobs)
+    return pydantic_response(BatchAccepted(uuid=fields.uuid, items=items), status_code=202)
 
 
 @lru_cache(maxsize=4)
@@ -98,13 +92,12 @@ def staging() -> Staging:
 async def upload_url(request: Request) -> Response:
     """A presigned S3 upload for one image of a session (for images larger than a Lambda request)."""
     async with _form(request, max_files=0) as form:
-        session = parse_uuid(form.get("uuid"))
-        seq = parse_seq(form.get("seq"))
+        fields = parse(UploadUrlForm, form)
     settings = get_settings()
     target = staging()
-    if not await resources.store.get().session_exists(session):
-        raise NotFound(f"unknown session {session}; POST /register first")
-    post = target.presign(session, seq, settings.max_upload_bytes, settings.presign_expires_s)
+    if not await resources.store.get().session_exists(fields.uuid):
+        raise NotFound(f"unknown session {fields.uuid}; POST /register first")
+    post = target.presign(fields.uuid, fields.seq, settings.max_upload_bytes, settings.presign_expires_s)
     body = PresignedUpload(**post, expiresIn=settings.presign_expires_s, maxBytes=settings.max_upload_bytes)
     return pydantic_response(body)
 
@@ -112,14 +105,9 @@ async def upload_url(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     """The presigned upload of ``key`` arrived: check, store and publish it as ``POST /image`` does."""
     async with _form(request, max_files=0) as form:
-        session = parse_uuid(form.get("uuid"))
-        seq = parse_seq(form.get("seq"))
-        topk = parse_topk(form.get("topk"))
-        key = form.get("key")
-        if not isinstance(key, str) or not key:
-            raise BadRequest("field 'key' is required (the key POST /upload-url answered)")
-    data = await staging().take(session, seq, key, get_settings().max_upload_bytes)
-    accepted = await service.submit(_deps(), session, seq, topk, data)
+        fields = parse(ConfirmForm, form)
+    data = await staging().take(fields.uuid, fields.seq, fields.key, get_settings().max_upload_bytes)
+    accepted = await service.submit(_deps(), fields.uuid, fields.seq, fields.topk, data)
     return pydantic_response(accepted, status_code=202)
 
 
@@ -133,16 +121,17 @@ def _body_limit(scope: Scope) -> int:
     return _FORM_OVERHEAD
 
 
-ROUTES = [
-    Route("/register", register, methods=["POST"]),
-    Route("/image", image, methods=["POST"]),
-    Route("/images", images, methods=["POST"]),
-    Route("/upload-url", upload_url, methods=["POST"]),
-    Route("/image/confirm", confirm, methods=["POST"]),
-    Route("/health", health, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
-]
+ROUTES = api.routes(
+    "upload",
+    {
+        "/register": register,
+        "/image": image,
+        "/images": images,
+        "/upload-url": upload_url,
+        "/image/confirm": confirm,
+        "/health": health,
+    },
+)
 
 app = Starlette(
     routes=ROUTES,

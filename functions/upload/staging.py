@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from functions.common.errors import BadRequest, NotFound, PayloadTooLarge
+from functions.common.errors import NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -63,7 +63,8 @@ class Staging:
         """The staged image of ``key`` (which must be one presigned for this session and seq), then deleted."""
         prefix = self.key_prefix(session, seq)
         if not key.startswith(prefix) or not _TOKEN.fullmatch(key[len(prefix) :]):
-            raise BadRequest(f"field 'key' is not an upload key of session {session} seq {seq}")
+            # Well-formed input naming something that does not exist here: not found, like an expired upload.
+            raise NotFound(f"field 'key' is not an upload key of session {session} seq {seq}")
         return await asyncio.to_thread(self._take, key, max_bytes)
 
     def _take(self, key: str, max_bytes: int) -> bytes:

@@ -90,3 +90,35 @@ def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
     assert any(r.startswith("POST ") and "/faasinfer-staging" in r for r in posted)  # straight to S3
     assert f"POST {local_simulation}/image/confirm" in posted
     assert f"POST {local_simulation}/image" not in posted
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (.ci/run installs Debian's chromium)")
+def test_docs_page_renders_every_operation_and_tries_one_out(local_simulation: str) -> None:
+    """Swagger UI from the pinned package, nothing from a CDN: every declared operation is listed, and "Try it out"
+    on ``POST /register`` reaches the API."""
+    from playwright.sync_api import sync_playwright
+
+    from functions.common.api import ENDPOINTS
+
+    requested: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(local_simulation + "/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            operations = page.locator(".opblock-summary-path").all_inner_texts()
+            page.click("#operations-upload-post_register .opblock-summary")
+            page.click("text=Try it out")
+            page.click("text=Execute")
+            page.wait_for_selector(".live-responses-table .response-col_status", timeout=30_000)
+            answer = page.inner_text(".live-responses-table tbody")
+        finally:
+            browser.close()
+    assert errors == []
+    assert sorted(o.replace("\u200b", "") for o in operations) == sorted(e.path for e in ENDPOINTS)
+    assert all(url.startswith(local_simulation) for url in requested)  # no CDN
+    assert answer.startswith("200") and '"uuid"' in answer, answer

@@ -79,7 +79,7 @@ async def test_a_confirmation_checks_the_image_and_the_key(client: httpx.AsyncCl
 
     good = await _presigned(client, session, 1, photo())
     other_seq = await client.post("/image/confirm", data={"uuid": session, "seq": "2", "topk": "1", "key": good["key"]})
-    assert other_seq.status_code == 400 and "not an upload key of session" in other_seq.json()["error"]
+    assert other_seq.status_code == 404 and "not an upload key of session" in other_seq.json()["error"]
     unknown = await client.post("/upload-url", data={"uuid": "00000000-0000-4000-8000-000000000000", "seq": "0"})
     assert unknown.status_code == 404
 

@@ -1,0 +1,94 @@
+"""Every HTTP route, declared once: method, path, the function that serves it, its inputs and its answers.
+
+The apps' routes (``routes``), the OpenAPI document (``openapi.py``), the API key's open paths and, checked by a
+test, the template's HttpApi events all follow from ``ENDPOINTS``. A path belongs to one function, because one API
+Gateway route invokes one function; locally the gateway routes by the template as API Gateway does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from starlette.routing import Route
+
+from .contracts import BatchAccepted, ErrorBody, Health, ImageAccepted, PresignedUpload, RegisterResponse, ResultPage
+from .params import BatchForm, ConfirmForm, ImageForm, Inputs, ResultQuery, UploadUrlForm
+
+HttpFunction = Literal["upload", "query"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    description: str
+    model: type[BaseModel] | None = None  # JSON of this model; None: ``media_type`` as text
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: Literal["GET", "POST"]
+    path: str
+    function: HttpFunction
+    summary: str
+    replies: Mapping[int, Reply]
+    form: type[Inputs] | None = None  # multipart/form-data fields
+    query: type[Inputs] | None = None  # query-string parameters
+    files: Mapping[str, bool] = field(default_factory=dict)  # file parts of the form: name -> repeated
+    guarded: bool = True  # needs ``x-api-key`` when API_KEY is set
+
+
+def _refusals(*codes: int) -> dict[int, Reply]:
+    return {code: Reply("refused; `error` says why", ErrorBody) for code in codes}
+
+
+_QUEUED = Reply("queued (or already known, same bytes)", ImageAccepted)
+_UPLOAD_REFUSALS = _refusals(400, 401, 404, 409, 413, 415, 503)
+_HTML = Reply("HTML", media_type="text/html")
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("POST", "/register", "upload", "Create a session",
+             {200: Reply("the new session's uuid", RegisterResponse), **_refusals(401, 503)}),
+    Endpoint("POST", "/image", "upload", "Upload one image", {202: _QUEUED, **_UPLOAD_REFUSALS},
+             form=ImageForm, files={"payload": False}),
+    Endpoint("POST", "/images", "upload", "Upload several images; the i-th gets seq seqStart+i",
+             {202: Reply("all queued", BatchAccepted), **_UPLOAD_REFUSALS}, form=BatchForm, files={"payload": True}),
+    Endpoint("POST", "/upload-url", "upload",
+             "A presigned S3 upload for one image (POST the fields, then the file as `file`, to `url`)",
+             {200: Reply("where and how to upload", PresignedUpload), **_refusals(400, 401, 404, 503)},
+             form=UploadUrlForm),
+    Endpoint("POST", "/image/confirm", "upload",
+             "The presigned upload of `key` arrived: check, store and queue it as POST /image does",
+             {202: _QUEUED, **_UPLOAD_REFUSALS}, form=ConfirmForm),
+    Endpoint("GET", "/health", "upload",
+             "Database and broker reachability, and whether inference keeps up",
+             {200: Reply("all ok", Health), 503: Reply("degraded; `checks` says which", Health)}, guarded=False),
+    Endpoint("GET", "/result", "query", "Finished results of a seq range (inclusive); pending seqs listed apart",
+             {200: Reply("items in seq order", ResultPage), **_refusals(400, 401, 404, 503)}, query=ResultQuery),
+    Endpoint("GET", "/", "query", "Web page for uploading images and watching results", {200: _HTML}, guarded=False),
+    Endpoint("GET", "/openapi.json", "query", "This document",
+             {200: Reply("OpenAPI 3.1", media_type="application/json")}, guarded=False),
+    Endpoint("GET", "/docs", "query", "Interactive API documentation (Swagger UI)", {200: _HTML}, guarded=False),
+    Endpoint("GET", "/docs/swagger-ui.css", "query", "Swagger UI's style sheet",
+             {200: Reply("CSS", media_type="text/css")}, guarded=False),
+    Endpoint("GET", "/docs/swagger-ui-bundle.js", "query", "Swagger UI's script",
+             {200: Reply("JavaScript", media_type="text/javascript")}, guarded=False),
+    Endpoint("GET", "/metrics", "query", "Prometheus metrics of every HTTP process (local runtime)",
+             {200: Reply("text exposition format", media_type="text/plain"), **_refusals(401)}),
+)  # fmt: skip
+
+OPEN_PATHS = frozenset(e.path for e in ENDPOINTS if not e.guarded)
+
+
+def endpoints(function: HttpFunction) -> tuple[Endpoint, ...]:
+    return tuple(e for e in ENDPOINTS if e.function == function)
+
+
+def routes(function: HttpFunction, handlers: Mapping[str, Callable[..., Any]]) -> list[Route]:
+    """The app's Starlette routes: one handler for each declared path of ``function``, no more, no less."""
+    declared = endpoints(function)
+    paths = {e.path for e in declared}
+    if paths != set(handlers):
+        raise RuntimeError(f"{function}: handlers for {sorted(handlers)} but routes declared for {sorted(paths)}")
+    return [Route(e.path, handlers[e.path], methods=[e.method]) for e in declared]

@@ -1,0 +1,53 @@
+"""One declaration of every route (``functions/common/api.py``): the apps, the OpenAPI document and the template
+all say the same thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.routing import Route
+
+from functions.common.api import ENDPOINTS, endpoints, routes
+from functions.common.contracts import MAX_SEQ, MAX_TOPK
+from functions.common.openapi import openapi_document
+from functions.query.app import app as query_app
+from functions.upload.app import app as upload_app
+from runtime.template import load_template
+
+TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+FUNCTIONS = {"upload": "UploadFunction", "query": "QueryFunction"}
+
+
+def test_the_template_routes_exactly_the_declared_endpoints_to_their_functions() -> None:
+    template = load_template(TEMPLATE)
+    in_template = {(r.method, r.path): f.name for f in template.functions for r in f.routes}
+    declared = {(e.method, e.path): FUNCTIONS[e.function] for e in ENDPOINTS}
+    assert in_template == declared
+
+
+@pytest.mark.parametrize(("name", "app"), [("upload", upload_app), ("query", query_app)])
+def test_each_app_serves_exactly_its_declared_endpoints(name: str, app: object) -> None:
+    served = {(m, r.path) for r in app.routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"}  # type: ignore[attr-defined]
+    assert served == {(e.method, e.path) for e in endpoints(name)}  # type: ignore[arg-type]
+
+
+def test_an_app_without_a_handler_for_a_declared_route_does_not_start() -> None:
+    with pytest.raises(RuntimeError, match="routes declared for"):
+        routes("query", {"/result": lambda request: None})
+
+
+def test_the_document_has_every_endpoint_and_the_bounds_the_models_enforce() -> None:
+    document = openapi_document()
+    operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
+    assert operations == {(e.method, e.path) for e in ENDPOINTS}
+    result = {p["name"]: p for p in document["paths"]["/result"]["get"]["parameters"]}
+    assert result["seqStart"]["schema"] == {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+    assert result["seqEnd"]["required"] and result["uuid"]["schema"] == {"type": "string", "format": "uuid"}
+    form = document["paths"]["/image"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["uuid", "seq", "topk", "payload"]
+    assert form["properties"]["seq"]["maximum"] == MAX_SEQ and form["properties"]["topk"]["maximum"] == MAX_TOPK
+    batch = document["paths"]["/images"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert batch["properties"]["payload"]["type"] == "array"
+    assert document["paths"]["/health"]["get"]["security"] == []  # open
+    assert document["paths"]["/result"]["get"]["security"] == [{"apiKey": []}, {}]  # the key, when one is set
