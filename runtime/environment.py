@@ -80,10 +80,12 @@ def local_parameters(template: Template, shell: Mapping[str, str], overrides: Ma
     """Parameters for a local run: the shell's, then ``--param`` overrides, then the embedded defaults for what a
     deployment must provide (no database configured: the local SQLite file; brokers: 127.0.0.1:9092, which
     ``runtime.local`` replaces by its own; Kafka without authentication, as the embedded broker and local/'s speak
-    it, unless KAFKA_AUTH says otherwise)."""
+    it, unless KAFKA_AUTH says otherwise; metrics served at /metrics rather than written as CloudWatch EMF)."""
     chosen = {**parameters_from_environment(template, shell), **overrides}
     if "KafkaAuth" in template.parameters:
         chosen.setdefault("KafkaAuth", "PLAINTEXT")
+    if "MetricsOutput" in template.parameters:
+        chosen.setdefault("MetricsOutput", "prometheus")  # no CloudWatch here: /metrics adds up every process
     if "KafkaBootstrapServers" in template.parameters and not template.parameters["KafkaBootstrapServers"]:
         chosen.setdefault("KafkaBootstrapServers", Settings.model_fields["kafka_bootstrap_servers"].default)
     database = chosen.get("DatabaseUrl", template.parameters.get("DatabaseUrl", ""))

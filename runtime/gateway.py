@@ -19,10 +19,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import generate_latest
 from starlette.types import Receive, Scope, Send
 
-from . import supervisor
 from .invoker import Function, FunctionTimedOut
 
 log = logging.getLogger(__name__)
@@ -171,8 +169,6 @@ class ApiGateway:
         body = response.get("body") or ""
         raw = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
         status = int(response.get("statusCode", 200))
-        if path == "/metrics" and status == 200:  # the runtime's own counters (restarts) after the function's
-            raw += generate_latest(supervisor.REGISTRY)
         await _send(send, status, headers, response.get("cookies") or [], raw)
 
     @staticmethod

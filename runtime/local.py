@@ -23,11 +23,12 @@ from functions.common.db import DatabaseStore
 from functions.common.settings import DEFAULT_HOME, settings_from
 
 from .broker import EmbeddedBroker, ensure_topics
-from .environment import ROOT, declared_names, function_environment, local_parameters
+from .environment import ROOT, declared_names, function_environment, local_home, local_parameters
 from .kafka_esm import RetryPolicy
 from .local_s3 import LocalS3
 from .logs import configure_logging
 from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
+from .shared_metrics import share_metrics
 from .sockets import listening_socket
 from .template import load_template
 
@@ -199,7 +200,9 @@ async def until_stopped(demo_url: str | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     configure_logging()
-    return loops.run(serve(options, dict(os.environ)))
+    shell = dict(os.environ)  # the functions' environments are resolved from the shell as it was given
+    share_metrics(local_home() / "metrics")
+    return loops.run(serve(options, shell))
 
 
 if __name__ == "__main__":

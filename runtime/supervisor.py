@@ -1,5 +1,5 @@
 """Child processes kept running: an exit is logged with its cause, the child is started again after a backoff,
-and every restart is counted (``faasinfer_runtime_restarts_total`` in ``/metrics``, see ``gateway``).
+and every restart is counted (``faasinfer_runtime_restarts_total`` in ``/metrics``, see ``shared_metrics``).
 
 The runtime's children are infer workers and extra HTTP processes; a SIGKILLed (OOM-killed) worker used to stay
 ``<defunct>``, unlogged and never replaced. The embedded broker has its own watch (``broker.keep_alive``).
@@ -13,16 +13,20 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from multiprocessing.process import BaseProcess
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
-REGISTRY = CollectorRegistry()
-RESTARTS = Counter(
-    "faasinfer_runtime_restarts", "Child processes the local runtime restarted", ["child"], registry=REGISTRY
-)
+
+@cache
+def restarts() -> Counter:
+    """Created on first use, after ``shared_metrics`` switched this process to the shared folder, so that
+    ``/metrics`` shows it whichever process answers."""
+    return Counter("faasinfer_runtime_restarts", "Child processes the local runtime restarted", ["child"])
+
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 HEALTHY_AFTER_S = 60.0  # a child that ran this long starts its backoff over
@@ -57,7 +61,7 @@ def check(child: Child, now: float) -> None:
         delay = BACKOFF_S[min(child.quick_exits, len(BACKOFF_S) - 1)]  # 1 s, then longer while it keeps dying
         child.quick_exits += 1
         child.restart_at = now + delay
-        RESTARTS.labels(child.name).inc()
+        restarts().labels(child.name).inc()
         log.error("%s (pid %s) exited: %s; restarting in %.0f s", child.name, child.process.pid,
                   describe(child.process.exitcode), delay)  # fmt: skip
     elif now >= child.restart_at:

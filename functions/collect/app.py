@@ -9,6 +9,7 @@ from functions.common import kafka_auth, resources
 from functions.common.contracts import InferenceResult
 from functions.common.handler import dead_letter
 from functions.common.kafka_event import parse_messages
+from functions.common.metrics import record_results
 from functions.common.settings import get_settings
 
 from . import service
@@ -26,7 +27,9 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
     expire = resources.blobs.get() if settings.blob_expire_on_done else None
     outcome = await service.process(resources.store.get(), batch.messages, expire)
     await dead_letter(resources.producer.get(), settings.dlq_topic, rejected, "collect")
-    return {**{k.value: 0 for k in service.Applied}, **outcome, "dead_lettered": len(rejected)}
+    record_results(outcome.get("classified", 0), outcome.get("failed", 0))
+    zeros = {**{k.value: 0 for k in service.Applied}, "classified": 0, "failed": 0}
+    return {**zeros, **outcome, "dead_lettered": len(rejected)}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:

@@ -1,58 +1,64 @@
-"""Prometheus metrics of the HTTP functions: requests, latency, and the request store's status counts."""
+"""The functions' metrics, under the same names wherever they run.
+
+``METRICS_OUTPUT=prometheus`` (the local runtime): counters and histograms of prometheus-client, served at
+``/metrics``; the runtime runs prometheus-client's multiprocess mode, so every HTTP and worker process is added up
+(``runtime/shared_metrics.py``). ``METRICS_OUTPUT=emf`` (the template's default, on Lambda): one line of CloudWatch
+embedded metric format per request or batch in the function's log, which CloudWatch turns into metrics of namespace
+``faasinfer`` with the same names and dimensions (powertools' ``EphemeralMetrics``); a ``/metrics`` route of one
+Lambda instance would show only that instance."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from . import resources
+from .settings import get_settings
+
+NAMESPACE = "faasinfer"
+HTTP_REQUESTS = "faasinfer_http_requests"
+HTTP_SECONDS = "faasinfer_http_request_seconds"
+CLASSIFIED = "faasinfer_images_classified"
+FAILED = "faasinfer_results_failed"
 
 REGISTRY = CollectorRegistry()
-REQUESTS = Counter("faasinfer_http_requests", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
-LATENCY = Histogram(
-    "faasinfer_http_request_seconds",
+_REQUESTS = Counter(HTTP_REQUESTS, "HTTP requests", ["function", "method", "route", "status"], registry=REGISTRY)
+_LATENCY = Histogram(
+    HTTP_SECONDS,
     "HTTP request latency",
-    ["method", "route"],
+    ["function", "method", "route"],
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-REQUESTS_BY_STATUS = Gauge("faasinfer_requests", "Stored image requests by status", ["status"], registry=REGISTRY)
+_CLASSIFIED = Counter(CLASSIFIED, "Images whose labels were stored (collect)", registry=REGISTRY)
+_FAILED = Counter(FAILED, "Requests stored as failed (collect)", registry=REGISTRY)
 
 
-class MetricsMiddleware:
-    """Counts and times every request by route template (the path of a known route, else "other")."""
-
-    def __init__(self, app: ASGIApp, routes: frozenset[str]) -> None:
-        self.app = app
-        self.routes = routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = scope["path"] if scope["path"] in self.routes else "other"
-        status = 500
-        started = time.perf_counter()
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed_send)
-        finally:
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
+def _emf(dimensions: Mapping[str, str], values: Sequence[tuple[str, MetricUnit, float]]) -> None:
+    metrics = EphemeralMetrics(namespace=NAMESPACE)
+    for name, value in dimensions.items():
+        metrics.add_dimension(name, value)
+    for name, unit, number in values:
+        metrics.add_metric(name=name, unit=unit, value=number)
+    metrics.flush_metrics()  # one JSON line on stdout: the function's log
 
 
-async def metrics(request: Request) -> Response:
-    counts = await resources.store.get().status_counts()
-    for status in ("queued", "done", "failed"):
-        REQUESTS_BY_STATUS.labels(status).set(counts.get(status, 0))
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def record_request(function: str, method: str, route: str, status: int, seconds: float) -> None:
+    if get_settings().metrics_output == "emf":
+        dimensions = {"function": function, "method": method, "route": route, "status": str(status)}
+        _emf(dimensions, [(HTTP_REQUESTS, MetricUnit.Count, 1), (HTTP_SECONDS, MetricUnit.Seconds, seconds)])
+        return
+    _REQUESTS.labels(function, method, route, str(status)).inc()
+    _LATENCY.labels(function, method, route).observe(seconds)
+
+
+def record_results(classified: int, failed: int) -> None:
+    """Results collect stored (duplicates and stale answers are not counted again)."""
+    if not (classified or failed):
+        return
+    if get_settings().metrics_output == "emf":
+        _emf({"function": "collect"}, [(CLASSIFIED, MetricUnit.Count, classified), (FAILED, MetricUnit.Count, failed)])
+        return
+    _CLASSIFIED.inc(classified)
+    _FAILED.inc(failed)

@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     presign_expires_s: int = Field(default=900, gt=0)  # how long a presigned upload may take to start
     blob_expire_on_done: bool = False  # collect deletes an image once its result is stored
     api_key: str | None = None
+    metrics_output: Literal["prometheus", "emf"] = "prometheus"  # emf: CloudWatch embedded metric format (Lambda)
     publish_timeout_s: float = Field(default=10.0, gt=0)
 
     sweep_after_s: float = Field(default=60.0, ge=0)  # a request queued this long is published again

@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, Response
 
 from functions.common import api, resources
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, pydantic_response
-from functions.common.metrics import MetricsMiddleware, metrics
+from functions.common.metrics_http import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
 from functions.common.params import ResultQuery, parse
 from functions.common.settings import get_settings
@@ -50,7 +50,10 @@ ROUTES = api.routes(
 
 app = Starlette(
     routes=ROUTES,
-    middleware=[Middleware(MetricsMiddleware, routes=frozenset(r.path for r in ROUTES)), Middleware(ApiKeyMiddleware)],
+    middleware=[
+        Middleware(MetricsMiddleware, function="query", routes=frozenset(r.path for r in ROUTES)),
+        Middleware(ApiKeyMiddleware),
+    ],
     exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
 )
 

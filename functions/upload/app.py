@@ -17,7 +17,7 @@ from functions.common import api, kafka_auth, resources
 from functions.common.contracts import MAX_SEQ, BatchAccepted, PresignedUpload, RegisterResponse
 from functions.common.errors import BadRequest, Misconfigured, NotFound, PayloadTooLarge
 from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
-from functions.common.metrics import MetricsMiddleware
+from functions.common.metrics_http import MetricsMiddleware
 from functions.common.params import BatchForm, ConfirmForm, ImageForm, UploadUrlForm, parse
 from functions.common.settings import get_settings
 
@@ -136,7 +136,7 @@ ROUTES = api.routes(
 app = Starlette(
     routes=ROUTES,
     middleware=[
-        Middleware(MetricsMiddleware, routes=frozenset(r.path for r in ROUTES)),
+        Middleware(MetricsMiddleware, function="upload", routes=frozenset(r.path for r in ROUTES)),
         Middleware(ApiKeyMiddleware),
         Middleware(BodyLimitMiddleware, limit=_body_limit),
     ],

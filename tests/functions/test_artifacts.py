@@ -165,7 +165,9 @@ def test_collect_then_query_artifacts_store_and_answer_results(
 ) -> None:
     asyncio.run(_seed(lambda_env["DATABASE_URL"], range(3)))
     summary = _invoke(sam_build, "CollectSelfManagedFunction", load_event("selfmanaged_collect"), tmp_path, lambda_env)
-    assert summary == {"applied": 2, "duplicate": 0, "unknown": 0, "dead_lettered": 0}
+    assert summary == {
+        "applied": 2, "duplicate": 0, "unknown": 0, "classified": 1, "failed": 1, "dead_lettered": 0
+    }  # fmt: skip
     response = _invoke(sam_build, "QueryFunction", load_event("apigw_v2_query_result"), tmp_path, lambda_env)
     assert response["statusCode"] == 200, response
     items = {item["seq"]: item for item in json.loads(response["body"])["items"]}

@@ -75,6 +75,10 @@ def test_two_http_processes_share_the_port_and_both_serve(tmp_path: Path) -> Non
         )
         assert statuses == [202] * 96
         assert all(c[ESTABLISHED] >= 1 for c in spread.values()), spread  # the kernel gave both processes clients
+        # Both processes served uploads; /metrics adds them up, whichever process answers it.
+        scrapes = [httpx.get(f"{runtime.base_url}/metrics", timeout=10).text for _ in range(8)]
+    line = 'faasinfer_http_requests_total{function="upload",method="POST",route="/image",status="202"} 96.0'
+    assert all(line in text for text in scrapes), scrapes[0]
     assert not Path(f"/proc/{extra[0]}").exists()  # stopped with the runtime
 
 

@@ -58,7 +58,9 @@ def test_invoke_runs_collect_on_an_event_file(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"applied": 2, "duplicate": 0, "unknown": 0, "dead_lettered": 0}
+    assert json.loads(done.stdout) == {
+        "applied": 2, "duplicate": 0, "unknown": 0, "classified": 1, "failed": 1, "dead_lettered": 0
+    }  # fmt: skip
     assert asyncio.run(_statuses(url)) == ["failed", "queued", "done"]
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from functions.collect import app
+from functions.common import metrics
 from functions.common.blobs import BlobNotFound, blob_store_from_url
 from functions.common.db import DatabaseStore, RequestRow
 from tests.helpers import apply_env, load_event
@@ -28,12 +30,22 @@ async def _rows(url: str) -> dict[int, RequestRow]:
     return {r.seq: r for r in rows}
 
 
+def _counted() -> Counter[str]:
+    """This process's metrics of stored results (``METRICS_OUTPUT=prometheus``, the default)."""
+    value = metrics.REGISTRY.get_sample_value
+    return Counter(
+        classified=value("faasinfer_images_classified_total"), failed=value("faasinfer_results_failed_total")
+    )
+
+
 def test_msk_event_upserts_once_and_quarantines_garbage(configured: dict[str, Any]) -> None:
     asyncio.run(_seed(configured["database_url"], range(3)))
+    before = _counted()
     summary = app.handler(load_event("msk_collect"), None)
 
     # seq 0 twice (duplicate), seq 1 failed then done (done wins), one malformed, one unknown session
-    assert summary == {"applied": 3, "duplicate": 1, "unknown": 1, "dead_lettered": 1}
+    assert summary == {"applied": 3, "duplicate": 1, "unknown": 1, "dead_lettered": 1, "classified": 2, "failed": 1}
+    assert _counted() - before == Counter(classified=2, failed=1)  # the duplicate is not counted again
     rows = asyncio.run(_rows(configured["database_url"]))
     assert rows[0].status == "done" and rows[0].labels == ("tabby", "tiger cat") and rows[0].scores == (0.6, 0.3)
     assert rows[1].status == "done" and rows[1].labels == ("espresso",)
@@ -49,7 +61,9 @@ def test_redelivery_and_late_failures_change_nothing(configured: dict[str, Any])
     late = app.handler(load_event("selfmanaged_collect"), None)
 
     assert again["applied"] == 0 and again["duplicate"] == 4
-    assert late == {"applied": 1, "duplicate": 1, "unknown": 0, "dead_lettered": 0}
+    assert late == {
+        "applied": 1, "duplicate": 1, "unknown": 0, "classified": 1, "failed": 0, "dead_lettered": 0
+    }  # fmt: skip
     after = asyncio.run(_rows(configured["database_url"]))
     assert after[0] == before[0] and after[1] == before[1]  # a late `failed` never overwrites `done`
     assert after[2].status == "done" and after[2].labels == ("espresso",)

@@ -156,9 +156,9 @@ async def test_metrics_count_requests_and_stored_statuses(client: httpx.AsyncCli
     await client.get("/result", params={"uuid": SESSION, "seqStart": 0, "seqEnd": 3})
     await client.get("/result", params={"uuid": SESSION, "seqStart": 3, "seqEnd": 0})
     text = (await client.get("/metrics")).text
-    assert 'faasinfer_http_requests_total{method="GET",route="/result",status="200"}' in text
-    assert 'faasinfer_http_requests_total{method="GET",route="/result",status="400"}' in text
-    assert 'faasinfer_http_request_seconds_bucket{le="0.005",method="GET",route="/result"}' in text
+    assert 'faasinfer_http_requests_total{function="query",method="GET",route="/result",status="200"}' in text
+    assert 'faasinfer_http_requests_total{function="query",method="GET",route="/result",status="400"}' in text
+    assert 'faasinfer_http_request_seconds_bucket{function="query",le="0.005",method="GET",route="/result"}' in text
     for status, count in (("queued", 2), ("done", 1), ("failed", 1)):
         assert f'faasinfer_requests{{status="{status}"}} {count}.0' in text
 
