@@ -78,16 +78,6 @@ def test_self_managed_event_honours_each_topk(configured: dict[str, Any]) -> Non
     assert abs(sum(results[11]["scores"]) - 1.0) < 1e-3  # all classes: softmax sums to one
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_same_image_gets_same_answer_in_any_batch_position(configured: dict[str, Any]) -> None:
-    _store_blobs(configured)
-    app.handler(load_event("msk_infer"), None)
-    app.handler(load_event("selfmanaged_infer"), None)
-    results = _results(configured, expected=7)
-    assert results[0]["labels"][0] == results[10]["labels"][0]
-    assert results[0]["scores"][0] == pytest.approx(results[10]["scores"][0], rel=1e-4)
-
-
 def test_unknown_event_source_is_refused() -> None:
     with pytest.raises(ValueError, match="not a Lambda Kafka event"):
         app.handler({"eventSource": "aws:sqs", "Records": []}, None)

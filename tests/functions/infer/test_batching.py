@@ -1,0 +1,99 @@
+"""Batched inference gives every request its own image's answer: distinct images in a shuffled order, a batch
+larger than ``INFER_MAX_BATCH``, a failed record among them, mixed top-k, compared with one forward pass per image
+through the same network (no batching) and with the answer the network is built to give."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import ResNet18_Weights
+
+from functions.common.blobs import blob_store_from_url
+from functions.common.contracts import InferenceRequest
+from functions.common.image_limits import ImageLimits
+from functions.infer import service
+from functions.infer.model import Classifier
+
+SESSION = "0b6c3c4e-2f3a-4d0e-8b1a-7c5d9e2f4a61"
+CLASSES = 8
+
+
+class ColourScorer(torch.nn.Module):
+    """Logits = a fixed matrix times the image's mean colour: each solid colour has its own known ranking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = torch.nn.Linear(3, CLASSES, bias=False)
+        with torch.no_grad():
+            self.mix.weight.copy_(torch.tensor([[3.0, 0, 0], [0, 3, 0], [0, 0, 3], [2, 2, 0], [0, 2, 2], [2, 0, 2],
+                                                [-2, -2, -2], [1, -1, 1]]))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(x.mean(dim=(2, 3)))
+
+
+def _classifier() -> Classifier:
+    labels = [f"class{i}" for i in range(CLASSES)]
+    return Classifier("colours:test", ColourScorer().eval(), labels, ResNet18_Weights.IMAGENET1K_V1.transforms())
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64 + colour[0] % 50, 48 + colour[1] % 40), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _reference(classifier: Classifier, data: bytes, topk: int) -> tuple[list[str], list[float]]:
+    """One image alone through the network, ranked in plain Python."""
+    tensor = classifier.transform(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0)
+    with torch.inference_mode():
+        probabilities = torch.softmax(classifier.net(tensor), dim=1)[0].tolist()
+    ranked = sorted(range(CLASSES), key=lambda i: -probabilities[i])[:topk]
+    return [classifier.labels[i] for i in ranked], [probabilities[i] for i in ranked]
+
+
+def test_each_request_gets_its_own_images_top_k_across_split_batches(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    colours = [(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(13)]
+    blobs = blob_store_from_url(f"file://{tmp_path}")
+    requests, images = [], {}
+    for seq, colour in enumerate(colours):
+        images[seq] = _png(colour)
+        asyncio.run(blobs.put(f"{SESSION}/{seq}.png", images[seq], "image/png"))
+        requests.append(InferenceRequest(uuid=SESSION, seq=seq, topk=1 + seq % CLASSES, blob=f"{SESSION}/{seq}.png"))
+    requests.append(InferenceRequest(uuid=SESSION, seq=99, topk=2, blob=f"{SESSION}/missing.png"))
+    rng.shuffle(requests)
+    classifier = _classifier()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = asyncio.run(service.process(requests, blobs, classifier, pool, 4, ImageLimits()))
+
+    assert [(r.uuid, r.seq) for r in results] == [(r.uuid, r.seq) for r in requests]  # one each, in input order
+    for request, result in zip(requests, results, strict=True):
+        if request.seq == 99:
+            assert result.status == "failed" and "not found" in (result.error or "")
+            continue
+        labels, scores = _reference(classifier, images[request.seq], request.topk)
+        assert result.status == "done" and result.labels == labels, (request.seq, result.labels, labels)
+        assert result.scores == pytest.approx(scores, abs=1e-5)
+    distinct = {r.labels[0] for r in results if r.status == "done"}
+    assert len(distinct) >= 3  # the colours really lead to different answers: a mix-up would show
+
+
+def test_primary_colours_get_the_class_the_network_is_built_for(tmp_path: Path) -> None:
+    blobs = blob_store_from_url(f"file://{tmp_path}")
+    expected = {0: ((255, 0, 0), "class0"), 1: ((0, 255, 0), "class1"), 2: ((0, 0, 255), "class2")}
+    requests = []
+    for seq, (colour, _) in expected.items():
+        asyncio.run(blobs.put(f"{SESSION}/{seq}.png", _png(colour), "image/png"))
+        requests.append(InferenceRequest(uuid=SESSION, seq=seq, topk=1, blob=f"{SESSION}/{seq}.png"))
+    with ThreadPoolExecutor(1) as pool:
+        results = asyncio.run(service.process(requests[::-1], blobs, _classifier(), pool, 2, ImageLimits()))
+    assert {r.seq: r.labels[0] for r in results} == {seq: label for seq, (_, label) in expected.items()}
