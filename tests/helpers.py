@@ -7,12 +7,13 @@ import io
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from PIL import Image
 
 from functions.common import resources
@@ -77,6 +78,27 @@ async def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: floa
         await consumer.stop()
     assert len(records) >= expected, f"{topic}: expected {expected} records, got {len(records)}"
     return records
+
+
+async def messages_per_key(bootstrap: str, topic: str, session: str) -> Counter[str]:
+    """How many messages the topic holds, up to its end now, per ``uuid:seq`` key of ``session``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    keys: Counter[str] = Counter()
+    try:
+        await consumer.topics()  # fetches the metadata
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = asyncio.get_running_loop().time() + 30
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            assert asyncio.get_running_loop().time() < deadline, f"{topic} not read to its end in time"
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                keys.update(k for r in records if r.key and (k := r.key.decode()).startswith(session))
+    finally:
+        await consumer.stop()
+    return keys
 
 
 UPLOAD_NAMES = ("chelsea.jpg", "coffee.jpg", "camera.png", "rocket.jpg", "astronaut.jpg")

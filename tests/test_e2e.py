@@ -19,7 +19,7 @@ from torchvision.models import ResNet18_Weights
 
 from functions.common.db import DatabaseStore
 from runtime.launcher import launched
-from tests.helpers import child_processes, photo, unique, wait_all_done
+from tests.helpers import child_processes, messages_per_key, photo, unique, wait_all_done
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
@@ -90,27 +90,6 @@ async def _collect_caught_up(bootstrap: str, topic: str) -> None:
         await consumer.stop()
 
 
-async def _keys(bootstrap: str, topic: str, session: str) -> Counter[str]:
-    """How many messages the topic holds, up to its end now, per ``uuid:seq`` key of ``session``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    keys: Counter[str] = Counter()
-    try:
-        await consumer.topics()  # fetches the metadata
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        deadline = asyncio.get_running_loop().time() + 30
-        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-            assert asyncio.get_running_loop().time() < deadline, f"{topic} not read to its end in time"
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                keys.update(k for r in records if r.key and (k := r.key.decode()).startswith(session))
-    finally:
-        await consumer.stop()
-    return keys
-
-
 async def _redeliver_results(bootstrap: str, topic: str, times: int) -> int:
     reader = AIOKafkaConsumer(
         topic,
@@ -159,10 +138,10 @@ async def _scenario(stack: Stack) -> None:
         request_topic = stack.env.get("REQUEST_TOPIC", "inference-request")
         once = Counter({f"{session}:{seq}": 1 for seq in range(len(UPLOADS))})
         # What at-least-once could duplicate, counted: each image published once and inferred once.
-        assert await _keys(bootstrap, request_topic, session) == once, "duplicate publishes"
-        assert await _keys(bootstrap, result_topic, session) == once, "duplicate inferences"
+        assert await messages_per_key(bootstrap, request_topic, session) == once, "duplicate publishes"
+        assert await messages_per_key(bootstrap, result_topic, session) == once, "duplicate inferences"
         assert await _redeliver_results(bootstrap, result_topic, times=2) >= len(UPLOADS)
-        assert await _keys(bootstrap, result_topic, session) == Counter({k: 3 for k in once})
+        assert await messages_per_key(bootstrap, result_topic, session) == Counter({k: 3 for k in once})
         await _collect_caught_up(bootstrap, result_topic)
         again = (await client.get("/result", params={"uuid": session, "seqStart": 0, "seqEnd": 99})).json()["items"]
         assert again == items  # two more copies of every result, reversed, changed nothing

@@ -36,7 +36,7 @@ class Store(Protocol):
     ) -> list[RequestRow]: ...
     async def get_request(self, uuid: str, seq: int) -> RequestRow | None: ...
     async def status_counts(self) -> dict[str, int]: ...
-    async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]: ...
+    async def stale_requests(self, cutoffs: Sequence[float], limit: int) -> list[RequestRow]: ...
     async def mark_published(self, keys: Sequence[tuple[str, int]], at: float) -> None: ...
     async def queued_since(self, before: float) -> tuple[int, float | None]: ...
     async def claim_publish(self, uuid: str, seq: int, at: float, stale_before: float) -> bool: ...
@@ -237,16 +237,19 @@ class DatabaseStore:
         )
         return {str(r["status"]): int(r["n"]) for r in records}
 
-    async def stale_requests(self, older_than: float, limit: int) -> list[RequestRow]:
-        """Queued requests last published (or submitted) before ``older_than``: the sweeper's work list."""
-        records = await self._io(
-            lambda db: self._sql.fetch_all(
-                db,
-                "SELECT * FROM requests WHERE status = 'queued' AND COALESCE(published_at, submitted_at) < :cutoff"
-                " ORDER BY submitted_at LIMIT :limit",
-                {"cutoff": older_than, "limit": limit},
-            )
+    async def stale_requests(self, cutoffs: Sequence[float], limit: int) -> list[RequestRow]:
+        """Queued requests last published (or submitted) before ``cutoffs[attempts]`` (the last cutoff for every
+        later attempt): the sweeper's work list, each request on its own backoff."""
+        last = len(cutoffs) - 1
+        conditions = [f"attempts = {i} AND COALESCE(published_at, submitted_at) < :c{i}" for i in range(last)]
+        conditions.append(f"attempts >= {last} AND COALESCE(published_at, submitted_at) < :c{last}")
+        query = (
+            f"SELECT * FROM requests WHERE status = 'queued' AND (({') OR ('.join(conditions)}))"
+            " ORDER BY submitted_at LIMIT :limit"
         )
+        values: dict[str, object] = {f"c{i}": cutoff for i, cutoff in enumerate(cutoffs)}
+        values["limit"] = limit
+        records = await self._io(lambda db: self._sql.fetch_all(db, query, values))
         return [row_from_record(r) for r in records]
 
     async def queued_since(self, before: float) -> tuple[int, float | None]:

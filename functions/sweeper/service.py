@@ -22,13 +22,16 @@ class Swept:
 async def sweep(
     store: Store, producer: Producer, topic: str, older_than_s: float, limit: int, max_attempts: int
 ) -> Swept:
-    """Re-publish requests queued for longer than ``older_than_s`` (lost message, broker restart, failed publish,
-    infer failing); one already published ``max_attempts`` times again becomes ``failed``, saying so.
+    """Re-publish requests queued for longer than ``older_than_s`` since their last publish (lost message, broker
+    restart, failed publish, infer failing), doubling the wait after each re-publish; one already re-published
+    ``max_attempts`` times becomes ``failed``, saying so.
 
-    A duplicate this causes is absorbed by the idempotent collector. Broker errors raise: the next sweep retries.
+    The backoff bounds the duplicates a long but healthy backlog costs: a request that waits its turn behind a
+    burst is published again once per doubling period, not once per period (each copy is more work for the same
+    backlog). A duplicate is absorbed by the idempotent collector. Broker errors raise: the next sweep retries.
     """
     now = time.time()
-    stale = await store.stale_requests(now - older_than_s, limit)
+    stale = await store.stale_requests(backoff_cutoffs(now, older_than_s, max_attempts), limit)
     if not stale:
         return Swept(0, 0)
     exhausted = [r for r in stale if r.attempts >= max_attempts]
@@ -45,6 +48,12 @@ async def sweep(
     if retry:
         log.warning("re-published %d requests queued for more than %.0fs", len(retry), older_than_s)
     return Swept(len(retry), len(exhausted))
+
+
+def backoff_cutoffs(now: float, after_s: float, max_attempts: int) -> list[float]:
+    """Per attempt count, the last publish time before which a request is due: ``after_s`` after the upload's
+    publish, then twice as long after each re-publish."""
+    return [now - after_s * 2**attempts for attempts in range(max_attempts + 1)]
 
 
 def _given_up(row: RequestRow, now: float) -> InferenceResult:

@@ -51,6 +51,36 @@ def test_stale_queued_requests_are_published_once_per_period(
     assert all(r.key == f"{SESSION}:{json.loads(r.value)['seq']}".encode() for r in records)
 
 
+def test_each_re_publish_doubles_the_wait_before_the_next(
+    configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request waiting its turn behind a long backlog is not re-sent every period (each copy adds to the
+    backlog it waits behind): after the upload's publish it waits 60 s, after a re-publish 120 s, then 240 s."""
+    apply_env(monkeypatch, sweep_after_s="60")
+    now = time.time()
+    # seq: (when it was submitted, when the sweeper re-published it, one time per entry)
+    history = {
+        0: (now - 1000, [now - 90]), 1: (now - 1000, [now - 130]), 2: (now - 61, []),
+        3: (now - 1000, [now - 500, now - 200]), 4: (now - 1000, [now - 500, now - 250]), 5: (now - 59, []),
+    }  # fmt: skip
+
+    async def seed() -> None:
+        store = DatabaseStore(configured["database_url"])
+        await store.create_session(SESSION)
+        for seq, (submitted, republished) in history.items():
+            await store.add_request(
+                RequestRow(SESSION, seq, 2, f"{SESSION}/{seq}", "a" * 64, "image/png", submitted_at=submitted)
+            )
+            for at in republished:
+                await store.mark_published([(SESSION, seq)], at)
+        await store.close()
+
+    asyncio.run(seed())
+    assert app.handler(load_event("eventbridge_sweeper"), None) == {"republished": 3, "failed": 0}
+    records = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 3))
+    assert sorted(json.loads(r.value)["seq"] for r in records) == [1, 2, 4]  # 130 > 120, 61 > 60, 250 > 240
+
+
 def test_only_scheduled_events_are_accepted(configured: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         app.handler({"eventSource": "aws:kafka"}, None)
