@@ -23,7 +23,8 @@ async def sweep(
     store: Store, producer: Producer, topic: str, older_than_s: float, limit: int, max_attempts: int
 ) -> Swept:
     """Re-publish requests queued for longer than ``older_than_s`` since their last publish (lost message, broker
-    restart, failed publish, infer failing), doubling the wait after each re-publish; one already re-published
+    restart, failed publish, infer failing), doubling the wait after each re-publish (up to ``MAX_BACKOFF``); one
+    already re-published
     ``max_attempts`` times becomes ``failed``, saying so.
 
     The backoff bounds the duplicates a long but healthy backlog costs: a request that waits its turn behind a
@@ -50,10 +51,13 @@ async def sweep(
     return Swept(len(retry), len(exhausted))
 
 
+MAX_BACKOFF = 4  # the wait stops doubling at 4 x SWEEP_AFTER_S: a request that is never answered fails in 19 min
+
+
 def backoff_cutoffs(now: float, after_s: float, max_attempts: int) -> list[float]:
     """Per attempt count, the last publish time before which a request is due: ``after_s`` after the upload's
-    publish, then twice as long after each re-publish."""
-    return [now - after_s * 2**attempts for attempts in range(max_attempts + 1)]
+    publish, then twice as long after each re-publish, up to ``MAX_BACKOFF`` times as long."""
+    return [now - after_s * min(2**attempts, MAX_BACKOFF) for attempts in range(max_attempts + 1)]
 
 
 def _given_up(row: RequestRow, now: float) -> InferenceResult:
