@@ -79,6 +79,15 @@ async def _until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None
         await asyncio.sleep(0.05)
 
 
+async def _until_committed(mapping: EventSourceMapping, topic: str, offset: int, timeout_s: float = 30.0) -> None:
+    """Until the running mapping's group has committed ``offset`` on partition 0 (asked through its own consumer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while mapping.consumer is None or await mapping.consumer.committed(TopicPartition(topic, 0)) != offset:
+        assert loop.time() < deadline, f"offset {offset} not committed in time"
+        await asyncio.sleep(0.05)
+
+
 async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int | None]:
     """The group's committed offsets. Tansu has been seen to leave an offset fetch unanswered right after a member
     left the group: each attempt gets 20 s and a fresh consumer, three attempts, then the test fails (no 10-minute
@@ -116,7 +125,7 @@ async def test_batches_respect_size_validate_and_commit(broker: str, kind: str) 
 
     async def body() -> None:
         await _until(lambda: len(_values(recording.EVENTS)) >= 10)
-        await asyncio.sleep(0.3)  # the commit follows the last handler return
+        await _until_committed(mapping, topic, 10)  # the commit follows the last handler return
 
     await _running(mapping, body)
     assert _values(recording.EVENTS) == [f"v{i}" for i in range(10)]  # in order, exactly once
@@ -156,7 +165,7 @@ async def test_failing_batch_is_retried_then_succeeds(broker: str) -> None:
 
     async def body() -> None:
         await _until(lambda: len(_values(recording.EVENTS)) >= 3)
-        await asyncio.sleep(0.3)
+        await _until_committed(mapping, topic, 3)
 
     await _running(mapping, body)
     assert mapping.invocations == 3 and _values(recording.EVENTS) == ["v0", "v1", "v2"]
@@ -176,7 +185,7 @@ async def test_exhausted_retries_send_records_to_the_dlq_and_move_on(broker: str
     async def body() -> None:
         dead.extend(await consume_all(broker, dlq, 2))
         await _until(lambda: mapping.invocations >= 3)
-        await asyncio.sleep(0.3)
+        await _until_committed(mapping, topic, 2)
 
     await _running(mapping, body)
     assert mapping.invocations == 3  # first try + 2 retries

@@ -10,7 +10,7 @@ from functions.collect import app
 from functions.common import metrics
 from functions.common.blobs import BlobNotFound, blob_store_from_url
 from functions.common.db import DatabaseStore, RequestRow
-from tests.helpers import apply_env, load_event
+from tests.helpers import apply_env, consume_all, load_event
 
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 
@@ -50,6 +50,12 @@ def test_msk_event_upserts_once_and_quarantines_garbage(configured: dict[str, An
     assert rows[0].status == "done" and rows[0].labels == ("tabby", "tiger cat") and rows[0].scores == (0.6, 0.3)
     assert rows[1].status == "done" and rows[1].labels == ("espresso",)
     assert rows[2].status == "queued"
+    # The malformed result is on the DLQ as it came, with why, who and where from.
+    [dead] = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["dlq_topic"], 1))
+    assert dead.value == f'{{"uuid": "{SESSION}", "seq": "x"}}'.encode()
+    headers = dict(dead.headers)
+    assert headers["function"] == b"collect" and headers["source"] == b"inference-result-1@7"
+    assert b"seq" in headers["error"]
 
 
 def test_redelivery_and_late_failures_change_nothing(configured: dict[str, Any]) -> None:

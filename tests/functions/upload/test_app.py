@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import uuid
@@ -53,6 +54,67 @@ async def test_accepted_image_is_stored_and_published(client: httpx.AsyncClient,
     assert record.key == f"{session}:3".encode()
     assert message["topk"] == 5 and message["content_type"] == "image/jpeg"
     assert message["blob"].startswith(f"{session}/3-") and message["blob"].endswith(".jpg")
+    assert await resources.blobs.get().get(message["blob"]) == photo("chelsea.jpg")  # the bytes it points at
+    store = DatabaseStore(configured["database_url"])
+    try:
+        row = await store.get_request(session, 3)
+    finally:
+        await store.close()
+    assert row is not None and (row.status, row.topk, row.blob_key) == ("queued", 5, message["blob"])
+    assert row.content_hash == hashlib.sha256(photo("chelsea.jpg")).hexdigest()
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "GIF", "BMP", "TIFF", "PNG", "JPEG"])
+async def test_every_supported_format_is_accepted_with_its_content_type(
+    client: httpx.AsyncClient, configured: dict[str, Any], fmt: str
+) -> None:
+    session = await _session(client)
+    data = image_bytes(fmt, (80, 60))
+    response = await client.post(
+        "/image", data={"uuid": session, "seq": "0", "topk": "1"}, files={"payload": ("x", data)}
+    )
+    assert response.status_code == 202, response.text
+    [record] = await consume_all(configured["kafka_bootstrap_servers"], configured["request_topic"], 1)
+    assert json.loads(record.value)["content_type"] == Image.MIME[fmt]
+
+
+@pytest.mark.parametrize(("seq", "topk"), [("0", "1"), (str(2**31 - 1), "1000")])
+async def test_the_bounds_themselves_are_accepted(client: httpx.AsyncClient, seq: str, topk: str) -> None:
+    session = await _session(client)
+    form = {"uuid": session, "seq": seq, "topk": topk}
+    response = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
+    assert response.status_code == 202 and response.json()["seq"] == int(seq)
+
+
+async def test_more_pixels_than_max_pixels_is_refused_by_our_limit_not_pillows(client: httpx.AsyncClient) -> None:
+    """50 Mpx: under Pillow's own bomb threshold (89 Mpx), over MAX_PIXELS (40 Mpx)."""
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS > 7072 * 7072
+    session = await _session(client)
+    buffer = io.BytesIO()
+    Image.new("1", (7072, 7072)).save(buffer, format="PNG")
+    form = {"uuid": session, "seq": "0", "topk": "1"}
+    response = await client.post("/image", data=form, files={"payload": ("big.png", buffer.getvalue())})
+    assert response.status_code == 413
+    assert response.json()["error"] == "image has 50013184 pixels, more than the limit of 40000000"
+
+
+async def test_batch_limits_are_named_and_nothing_is_stored(
+    client: httpx.AsyncClient, configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_env(monkeypatch, max_batch_files="2", max_batch_bytes=str(len(photo()) * 3))
+    session = await _session(client)
+    form = {"uuid": session, "seqStart": "0", "topk": "1"}
+    three = [("payload", (f"{i}.jpg", image_bytes("JPEG"))) for i in range(3)]
+    too_many = await client.post("/images", data=form, files=three)
+    heavy = [("payload", ("a.jpg", photo())), ("payload", ("b.jpg", photo("coffee.jpg") * 4))]
+    too_big = await client.post("/images", data=form, files=heavy)
+    assert too_many.status_code == 400 and "Too many files" in too_many.json()["error"]
+    assert too_big.status_code == 413 and "exceeds" in too_big.json()["error"]
+    store = DatabaseStore(configured["database_url"])
+    try:
+        assert await store.get_range(session, 0, 10) == []
+    finally:
+        await store.close()
 
 
 async def test_identical_resubmission_is_idempotent_and_different_bytes_conflict(client: httpx.AsyncClient) -> None:
