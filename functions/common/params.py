@@ -20,23 +20,30 @@ from .errors import BadRequest
 _INTEGER = re.compile(r"\s*[+-]?[0-9]{1,19}\s*", re.ASCII)
 
 
+def _refused(message: str) -> PydanticCustomError:
+    """A refusal whose message ``_message`` puts after the field's name."""
+    return PydanticCustomError("refused", message)
+
+
 def _integer(value: object) -> object:
     if value is None or value == "":
-        raise PydanticCustomError("required", "is required")
+        raise _refused("is required")
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-        raise PydanticCustomError("integer", "must be an integer")
+        raise _refused("must be an integer")
     return int(value)
 
 
 def _session(value: object) -> str:
     if value is None or value == "":
-        raise PydanticCustomError("required", "is required")
+        raise _refused("is required")
     try:
-        return str(uuid_lib.UUID(value)) if isinstance(value, str) else str(uuid_lib.UUID(str(value)))
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return str(uuid_lib.UUID(value))
     except ValueError:
-        raise PydanticCustomError("uuid", "is not a valid UUID") from None
+        raise _refused("is not a valid UUID") from None
 
 
 # The bounds come before the validator, so that they land in the JSON schema (minimum/maximum) and are checked on
@@ -101,17 +108,12 @@ def parse(model: type[M], source: Mapping[str, Any]) -> M:
 
 
 def _message(model: type[Inputs], error: Any) -> str:
-    name = str(error["loc"][0]) if error["loc"] else "?"
-    kind = error["type"]
-    if kind in ("missing", "required"):
-        return f"field '{name}' is required"
+    """``field '<name>' <what is wrong>``: the first error pydantic found (the fields in declaration order)."""
+    name, kind = str(error["loc"][0]), error["type"]
     if kind in ("greater_than_equal", "less_than_equal"):
         metadata = model.model_fields[name].metadata
-        low = next((m.ge for m in metadata if isinstance(m, Ge)), None)
-        high = next((m.le for m in metadata if isinstance(m, Le)), None)
+        low = next(m.ge for m in metadata if isinstance(m, Ge))
+        high = next(m.le for m in metadata if isinstance(m, Le))
         return f"field '{name}' must be between {low} and {high}, got {error['input']}"
-    if kind == "string_too_short":
-        return f"field '{name}' is required"
-    if kind == "string_type":
-        return f"field '{name}' must be text"
-    return f"field '{name}' {error['msg']}"
+    what = {"missing": "is required", "string_too_short": "is required", "string_type": "must be text"}
+    return f"field '{name}' {what.get(kind, error['msg'])}"

@@ -7,9 +7,9 @@ import io
 import pytest
 from PIL import Image
 
-from functions.common.errors import BadRequest, Busy
+from functions.common.errors import BadRequest, Busy, PayloadTooLarge, UnsupportedMedia
 from functions.common.image_limits import ImageLimits
-from functions.upload.validation import _decode_slots, inspect_image
+from functions.upload.validation import _check_complete, _decode_slots, _jpeg_scan_start, inspect_image
 from tests.helpers import photo
 
 LIMITS = ImageLimits()
@@ -30,7 +30,8 @@ def test_complete_jpeg_is_accepted_with_its_dimensions(progressive: bool) -> Non
 
 @pytest.mark.parametrize("cut", [2, 1, 500, 15_000])
 def test_jpeg_cut_anywhere_in_its_scan_is_refused(cut: int) -> None:
-    with pytest.raises(BadRequest, match="no end-of-image marker"):
+    message = r"^image is corrupt or truncated: the JPEG has no end-of-image marker after its scan data$"
+    with pytest.raises(BadRequest, match=message):
         inspect_image(photo("chelsea.jpg")[:-cut], LIMITS)
 
 
@@ -106,3 +107,83 @@ def test_a_decode_that_finds_no_free_slot_is_busy_not_queued_without_bound() -> 
     finally:
         slots.release()
     assert inspect_image(tiff, LIMITS, decode_slots=1, decode_wait_s=0.05).format == "TIFF"
+
+
+def test_refusals_say_exactly_what_is_wrong() -> None:
+    with pytest.raises(BadRequest) as empty:
+        inspect_image(b"", LIMITS)
+    assert empty.value.message == "payload is empty"
+    with pytest.raises(UnsupportedMedia) as text:
+        inspect_image(b"plain text, not an image", LIMITS)
+    assert text.value.message == "payload is not a supported image (JPEG, PNG, WEBP, GIF, BMP, TIFF)"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, b"RIFF\x10\x00\x00\x00WEBPJUNK" + b"\x00" * 20, b"GIF89a\x00", b"BM\x00"],
+    ids=["png", "webp", "gif", "bmp"],
+)
+def test_a_known_signature_with_an_unreadable_header_is_corrupt_not_unsupported(header: bytes) -> None:
+    with pytest.raises(BadRequest) as caught:
+        inspect_image(header, LIMITS)
+    assert not isinstance(caught.value, UnsupportedMedia)
+    assert caught.value.message == "image is corrupt or truncated: its header cannot be read"
+
+
+def test_riff_that_is_not_webp_is_unsupported() -> None:
+    with pytest.raises(UnsupportedMedia):
+        inspect_image(b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\x00" * 20, LIMITS)
+
+
+def test_the_webp_container_length_is_checked_even_where_pillow_would_not_notice() -> None:
+    """Pillow 13 refuses a truncated WebP itself (at open); the RIFF length check stays as the backstop for the
+    decoders that read lazily, and says how much arrived."""
+    whole = _encoded("WEBP", (64, 48), "RGB", lossless=True)
+    declared = int.from_bytes(whole[4:8], "little") + 8
+    assert declared == len(whole)
+    _check_complete(None, "WEBP", whole, 2, 0.0)  # type: ignore[arg-type]  # the image is not read for WebP
+    with pytest.raises(BadRequest) as caught:
+        _check_complete(None, "WEBP", whole[:-3], 2, 0.0)  # type: ignore[arg-type]
+    assert caught.value.message == (
+        f"image is corrupt or truncated: the WebP holds {len(whole) - 3} of its {declared} bytes"
+    )
+
+
+def test_too_many_pixels_is_413_and_a_bomb_names_itself() -> None:
+    with pytest.raises(PayloadTooLarge) as caught:
+        inspect_image(_encoded("PNG", (300, 200)), ImageLimits(max_pixels=50_000))
+    assert caught.value.message == "image has 60000 pixels, more than the limit of 50000"
+    with pytest.raises(PayloadTooLarge, match=r"^image rejected as a decompression bomb: Image size"):
+        inspect_image(_encoded("PNG", (12_000, 12_000), mode="1"), ImageLimits(max_pixels=10**9, max_side=10**6))
+
+
+def _sos_offset(jpeg: bytes) -> int:
+    """Where the scan data starts, found the plain way: the SOS marker (FF DA) and its segment length."""
+    sos = jpeg.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big")
+
+
+def test_the_scan_start_is_found_after_every_header_segment() -> None:
+    jpeg = photo("chelsea.jpg")
+    assert _jpeg_scan_start(jpeg) == _sos_offset(jpeg)
+    for fill in (1, 2, 3):  # fill bytes before a marker (allowed by the spec), odd and even counts
+        padded = jpeg[:2] + b"\xff" * fill + jpeg[2:]
+        assert _jpeg_scan_start(padded) == _sos_offset(jpeg) + fill
+    commented = _with_comment(jpeg, b"x" * 300)
+    assert _jpeg_scan_start(commented) == _sos_offset(jpeg) + 304
+
+
+@pytest.mark.parametrize(
+    "data",
+    [photo("chelsea.jpg")[:20], photo("chelsea.jpg")[:100], b"\xff\xd8\x00\x00\x00\x00" + photo("chelsea.jpg")],
+    ids=["cut-in-a-header", "cut-before-sos", "no-marker-after-soi"],
+)
+def test_a_jpeg_without_scan_data_says_so(data: bytes) -> None:
+    with pytest.raises(BadRequest, match=r"^image is corrupt or truncated: the JPEG has no scan data$"):
+        _jpeg_scan_start(data)
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA", "PPM"])
+def test_formats_pillow_reads_but_we_do_not_accept_are_unsupported(fmt: str) -> None:
+    with pytest.raises(UnsupportedMedia):
+        inspect_image(_encoded(fmt, (32, 32), "RGB"), LIMITS)
