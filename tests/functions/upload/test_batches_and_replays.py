@@ -114,6 +114,12 @@ async def test_a_replay_after_a_failed_publish_publishes(
 
     monkeypatch.setattr(producer, "publish", broker_down)
     failed = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
+    store = DatabaseStore(configured["database_url"])
+    try:  # the accepted row stays, queued, so that the sweeper (or this replay) publishes it
+        kept = await store.get_request(session, 1)
+    finally:
+        await store.close()
+    assert kept is not None and kept.status == "queued" and failed.json()["error"].startswith("a backing service")
     monkeypatch.setattr(producer, "publish", real_publish)
     retried = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
     again = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
