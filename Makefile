@@ -5,22 +5,27 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo run test lint bench bench-peer mutation clean
 
+# Everything: the system, the tests' and benches' tools. `make demo` and `make run` install only the system.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[runtime]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
 
 # The local simulation on embedded defaults, uploading the demo photos and printing their top-k.
 # Uses torchvision's pretrained weights for INFER_MODEL when they can be had (cache or download); otherwise
 # says so in one line and uses the packaged EfficientNet-Lite0 (ImageNet weights shipped in a package).
-demo: setup
+demo: $(VENV)/.runtime
 	$(BIN)/python -m runtime.local --demo
 
 # The local simulation, serving until Ctrl-C.
-run: setup
+run: $(VENV)/.runtime
 	$(BIN)/python -m runtime.local
 
 lint: setup

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,17 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+REFUSED = frozenset({400, 409, 413, 415})  # this file is wrong; the next one may be fine
+
+
+@dataclass
+class Uploaded:
+    """What an upload of several files came to: the seqs accepted, and each refused file with its seq and why."""
+
+    accepted: list[int] = field(default_factory=list)
+    refused: list[tuple[Path, int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,22 +93,34 @@ class Client:
         seq_start: int = 0,
         concurrency: int = 4,
         on_done: Callable[[int, Path], Awaitable[None] | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Upload concurrently; the i-th file gets seq ``seq_start + i``."""
+    ) -> Uploaded:
+        """Upload concurrently; the i-th file gets seq ``seq_start + i``. A file the server refuses (not an image,
+        corrupt, too large, a conflict: ``REFUSED``) is skipped and reported, the others go on; anything else (the
+        session unknown, the key wrong, the server down) stops the upload."""
         gate = asyncio.Semaphore(concurrency)
+        uploaded = Uploaded()
 
-        async def one(index: int, path: Path) -> dict[str, Any]:
+        async def one(index: int, path: Path) -> None:
+            seq = seq_start + index
             async with gate:
                 data = await asyncio.to_thread(path.read_bytes)
-                response = await self.upload_bytes(session, seq_start + index, topk, path.name, data)
-            accepted: dict[str, Any] = self._check(response)
+                response = await self.upload_bytes(session, seq, topk, path.name, data)
+            try:
+                self._check(response)
+                uploaded.accepted.append(seq)
+            except ApiError as exc:
+                if exc.status not in REFUSED:
+                    raise
+                uploaded.refused.append((path, seq, f"error {exc.status}: {exc.message}"))
             if on_done is not None:
                 maybe = on_done(index, path)
                 if maybe is not None:
                     await maybe
-            return accepted
 
-        return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(files))))
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(files)))
+        uploaded.accepted.sort()
+        uploaded.refused.sort(key=lambda refusal: refusal[1])
+        return uploaded
 
     async def upload_bytes(self, session: str, seq: int, topk: int, name: str, data: bytes) -> httpx.Response:
         """``POST /image``; above ``INLINE_LIMIT`` (what a Lambda request can carry) a presigned S3 upload and
@@ -144,12 +167,14 @@ class Client:
         timeout_s: float = 600.0,
         poll_s: float = 0.5,
         on_progress: Callable[[int, int], None] | None = None,
+        seqs: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Poll until every seq of the range has a final status (done or failed)."""
-        expected = seq_end - seq_start + 1
+        """Poll until every seq of the range (or of ``seqs``, e.g. the accepted ones) has a final status."""
+        wanted = set(range(seq_start, seq_end + 1) if seqs is None else seqs)
+        expected = len(wanted)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            items = await self.results(session, seq_start, seq_end)
+            items = [i for i in await self.results(session, seq_start, seq_end) if i["seq"] in wanted]
             finished = len(items)  # finished seqs only; queued ones are listed apart
             if on_progress is not None:
                 on_progress(finished, expected)

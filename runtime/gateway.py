@@ -160,7 +160,9 @@ class ApiGateway:
             response = await self._invoke(function, event)
             _check_payload("response", response, 500)
         except RequestRejected as rejected:
-            if rejected.status != 499:
+            if rejected.status == 499:  # nobody to answer: one quiet line, as nginx logs a 499
+                log.info("%s %s -> 499: the client closed the connection before its request was read", method, path)
+            else:
                 await _send(send, rejected.status, {"content-type": "application/json"}, [], _error(rejected.message))
             return
         headers = {str(k).lower(): str(v) for k, v in (response.get("headers") or {}).items()}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.helpers import PHOTOS
@@ -13,7 +15,9 @@ from tests.helpers import PHOTOS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cli(base: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _cli(base: str, *args: str, timeout: float = 180, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it; ``config``: where it remembers the last session (default: a fresh folder)."""
+    config_dir = config or Path(tempfile.mkdtemp(prefix="faasinfer-config-"))
     return subprocess.run(
         [sys.executable, "-m", "client.cli", "--url", base, *args],
         cwd=ROOT,
@@ -21,7 +25,7 @@ def _cli(base: str, *args: str, timeout: float = 180) -> subprocess.CompletedPro
         text=True,
         timeout=timeout,
         check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "FAASINFER_CONFIG_DIR": str(config_dir)},
     )
 
 
@@ -142,3 +146,52 @@ def test_a_missing_file_is_reported_before_anything_is_sent(tmp_path: Path) -> N
     done = _cli(url, "upload", str(tmp_path / "nope.jpg"), str(PHOTOS), timeout=60)
     assert done.returncode == 2
     assert done.stdout.strip().splitlines() == [f"no such file or folder: {tmp_path / 'nope.jpg'}"]
+
+
+def test_a_bad_file_in_a_folder_is_skipped_named_and_the_rest_classified(local_simulation: str, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        shutil.copy(PHOTOS / name, folder / name)
+    (folder / "broken.jpg").write_text("a text file with an image's name")  # seq 0: sorted first
+    done = _cli(local_simulation, "upload", str(folder), "--topk", "2", "--wait")
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr  # not everything went through: say so in the exit code
+    skipped = [line for line in out.splitlines() if line.startswith("skipped")]
+    assert skipped == [
+        f"skipped {folder / 'broken.jpg'} (seq 0): error 415: payload is not a supported image (JPEG, PNG, WEBP, "
+        "GIF, BMP, TIFF)"
+    ]
+    assert "uploaded 2 of 3 files" in out
+    rows = [line for line in out.splitlines() if " done " in line]
+    assert len(rows) == 2 and "chelsea.jpg" in out and "coffee.jpg" in out
+
+
+def test_results_without_arguments_show_the_last_upload(local_simulation: str, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    nothing = _cli(local_simulation, "results", config=config)
+    assert nothing.returncode == 2
+    assert nothing.stdout.strip() == (
+        "no session given and none remembered: faasinfer results --uuid <uuid> --seq-end <N>"
+    )
+    upload = _cli(local_simulation, "upload", str(PHOTOS / "rocket.jpg"), "--topk", "2", config=config)
+    assert upload.returncode == 0 and "faasinfer results --wait" in upload.stdout  # the command to run next
+    later = _cli(local_simulation, "results", "--wait", "--json", config=config)
+    assert later.returncode == 0, later.stdout + later.stderr
+    answer = json.loads(later.stdout)
+    assert [(i["seq"], i["status"], len(i["predictions"])) for i in answer["items"]] == [(0, "done", 2)]
+
+
+def test_options_go_before_or_after_the_command_and_json_is_for_scripts(local_simulation: str) -> None:
+    done = _cli("http://127.0.0.1:9", "register", "--url", local_simulation, "--json")  # after the command wins
+    assert done.returncode == 0 and re.fullmatch(r"[0-9a-f-]{36}", json.loads(done.stdout)["uuid"])
+    upload = _cli(local_simulation, "upload", "--json", "--wait", "--topk", "1", str(PHOTOS / "camera.png"))
+    report = json.loads(upload.stdout)  # stdout is the JSON alone: no progress bars, no tables
+    assert report["accepted"] == [0] and report["refused"] == [] and report["items"][0]["status"] == "done"
+
+
+def test_help_says_the_defaults() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "upload", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "labels per image (default: 5)" in " ".join(done.stdout.split())

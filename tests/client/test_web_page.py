@@ -43,11 +43,14 @@ def test_page_uploads_a_photo_and_shows_its_labels(local_simulation: str) -> Non
             labels = page.locator(".bar .label").all_inner_texts()
             session = page.inner_text("#session")
             status = page.inner_text(".status.done")
+            model = page.inner_text(".model")
+            docs_link = page.get_attribute("#docs", "href")
             page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
         finally:
             browser.close()
     assert errors == []
-    assert session.startswith("session ") and status.startswith("#0 done")
+    assert session.startswith("session ") and status.startswith("#0 chelsea.jpg done")  # the name stays
+    assert model == "model resnet18:file:resnet18-test.pth" and docs_link == "docs"
     assert len(labels) == 3 and all(label.rsplit(" ", 1)[1].startswith("0.") for label in labels)
     screenshot = (ARTIFACTS / "web-page.png").read_bytes()
     assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 10_000
@@ -86,7 +89,7 @@ def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
             status = page.inner_text(".status.done")
         finally:
             browser.close()
-    assert errors == [] and status.startswith("#0 done")
+    assert errors == [] and status.startswith("#0 big-coffee.jpg done")
     assert any(r.startswith("POST ") and "/faasinfer-staging" in r for r in posted)  # straight to S3
     assert f"POST {local_simulation}/image/confirm" in posted
     assert f"POST {local_simulation}/image" not in posted
@@ -122,3 +125,27 @@ def test_docs_page_renders_every_operation_and_tries_one_out(local_simulation: s
     assert sorted(o.replace("\u200b", "") for o in operations) == sorted(e.path for e in ENDPOINTS)
     assert all(url.startswith(local_simulation) for url in requested)  # no CDN
     assert answer.startswith("200") and '"uuid"' in answer, answer
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (.ci/run installs Debian's chromium)")
+def test_an_unreachable_server_is_a_readable_message_and_random_weights_are_flagged(local_simulation: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(local_simulation + "/")
+            page.route("**/register", lambda route: route.abort("connectionrefused"))  # the server went away
+            page.set_input_files("#files", str(PHOTOS / "chelsea.jpg"))
+            page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
+            message = page.inner_text("#error")
+            page.evaluate(
+                "render(card(new File([''], 'r.png'), 99), {seq: 99, status: 'done', predictions: ['x'], "
+                "scores: [0.5], model: 'resnet18:random'})"
+            )
+            flagged = page.inner_text(".model.random")
+        finally:
+            browser.close()
+    assert message.startswith(f"cannot reach the server at {local_simulation}: is it running?")
+    assert flagged == "model resnet18:random: RANDOM WEIGHTS, these labels mean nothing"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -108,3 +109,31 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_json_408() -> None:
     await function.stop()
     assert sent[0]["status"] == 408
     assert json.loads(sent[1]["body"]) == {"error": "request body not received within 0.3 s"}  # type: ignore[arg-type]
+
+
+async def test_a_client_that_hangs_up_mid_body_is_one_quiet_line_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    spec = FunctionSpec(
+        "EchoFunction", "tests.runtime.recording.http_echo", timeout_s=1, routes=(HttpRoute("POST", "/echo"),)
+    )
+    function = LocalFunction(spec, {}, instances=1)
+    gateway = ApiGateway({("POST", "/echo"): function})
+    scope = {"type": "http", "method": "POST", "path": "/echo", "headers": [], "query_string": b"",
+             "raw_path": b"/echo", "http_version": "1.1", "scheme": "http", "server": ("api.local", 80),
+             "client": ("127.0.0.1", 5000)}  # fmt: skip
+    messages = iter([{"type": "http.request", "body": b"part of it", "more_body": True}, {"type": "http.disconnect"}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="runtime.gateway"):
+        await asyncio.wait_for(gateway(scope, receive, send), 5)  # type: ignore[arg-type]
+    await function.stop()
+    assert sent == [] and function.invocations == 0  # nobody to answer, nothing invoked
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "runtime.gateway"] == [
+        ("INFO", "POST /echo -> 499: the client closed the connection before its request was read")
+    ]

@@ -1,0 +1,154 @@
+"""What each CLI command does: tables (or ``--json``) on stdout, progress bars while waiting."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import memory
+from .api import Client, Uploaded, image_files
+
+console = Console()
+
+
+class UsageError(Exception):
+    """A command that cannot run as given: one line saying what to do instead."""
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=args.json,  # scripts read stdout
+    )
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        console.print(text, soft_wrap=True)
+
+
+def _emit_json(value: Any) -> None:
+    print(json.dumps(value))
+
+
+def results_table(items: Sequence[dict[str, Any]], names: dict[int, str] | None = None) -> Table:
+    table = Table(title="results")
+    table.add_column("seq", justify="right")
+    if names:
+        table.add_column("file")
+    table.add_column("status")
+    table.add_column("top-k (score)")
+    for item in items:
+        if item["status"] == "done":
+            ranked = ", ".join(
+                f"{label} ({score:.3f})" for label, score in zip(item["predictions"], item["scores"], strict=True)
+            )
+        else:
+            ranked = item.get("error") or ""
+        row = [str(item["seq"]), *([names.get(item["seq"], "")] if names else []), item["status"], ranked]
+        table.add_row(*row)
+    return table
+
+
+async def register(client: Client, args: argparse.Namespace) -> int:
+    session = await client.register()
+    _emit_json({"uuid": session}) if args.json else console.print(session)
+    return 0
+
+
+async def upload(client: Client, args: argparse.Namespace) -> int:
+    files = image_files([Path(p) for p in args.paths])
+    if not files:
+        raise UsageError(f"no image files in {', '.join(args.paths)} (looked for .jpg .jpeg .png .webp .gif …)")
+    session = args.uuid or await client.register()
+    _say(args, f"session [bold]{session}[/bold]")
+    with _progress(args) as progress:
+        task = progress.add_task("uploading", total=len(files))
+        uploaded = await client.upload(
+            session, files, args.topk, args.seq_start, args.concurrency, on_done=lambda i, p: progress.advance(task)
+        )
+    seq_end = args.seq_start + len(files) - 1
+    memory.remember(memory.LastSession(args.url, session, args.seq_start, seq_end))
+    names = {args.seq_start + i: p.name for i, p in enumerate(files)}
+    items = await _wait(client, args, session, args.seq_start, seq_end, uploaded.accepted) if args.wait else None
+    if args.json:
+        _emit_json({"uuid": session, **_report(uploaded), **({"items": items} if items is not None else {})})
+    else:
+        _say(args, f"uploaded {len(uploaded.accepted)} of {len(files)} files as seq {args.seq_start}..{seq_end}")
+        if items is not None:
+            console.print(results_table(items, names))
+        for path, seq, why in uploaded.refused:
+            console.print(f"[yellow]skipped {path} (seq {seq}): {why}[/yellow]", soft_wrap=True)
+        if items is None:
+            _say(args, "results: [bold]faasinfer results --wait[/bold] (this session is remembered)")
+    failed = uploaded.refused or (items is not None and any(i["status"] != "done" for i in items))
+    return 1 if failed else 0
+
+
+def _report(uploaded: Uploaded) -> dict[str, Any]:
+    refused = [{"file": str(path), "seq": seq, "error": why} for path, seq, why in uploaded.refused]
+    return {"accepted": uploaded.accepted, "refused": refused}
+
+
+async def _wait(
+    client: Client, args: argparse.Namespace, session: str, start: int, end: int, seqs: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    with _progress(args) as progress:
+        task = progress.add_task("classifying", total=len(seqs) if seqs is not None else end - start + 1)
+        return await client.wait(
+            session,
+            start,
+            end,
+            args.timeout,
+            on_progress=lambda done, total: progress.update(task, completed=done),
+            seqs=seqs,
+        )
+
+
+async def results(client: Client, args: argparse.Namespace) -> int:
+    session, start, end = args.uuid, args.seq_start, args.seq_end
+    if session is None:
+        last = memory.recall()
+        if last is None:
+            raise UsageError("no session given and none remembered: faasinfer results --uuid <uuid> --seq-end <N>")
+        session, start, end = (
+            last.uuid,
+            last.seq_start if start is None else start,
+            last.seq_end if end is None else end,
+        )
+        _say(args, f"session [bold]{session}[/bold] (the last upload's), seq {start}..{end}")
+    if end is None:
+        raise UsageError("--seq-end is needed with --uuid (the last seq to show)")
+    start = 0 if start is None else start
+    items = await _wait(client, args, session, start, end) if args.wait else await client.results(session, start, end)
+    _emit_json({"uuid": session, "items": items}) if args.json else console.print(results_table(items))
+    return 0
+
+
+async def demo(client: Client, args: argparse.Namespace) -> int:
+    """The prototype's demo client: periodic uploads of the sample photos, windowed polling."""
+    files = image_files([Path(args.photos)])
+    session = await client.register()
+    _say(args, f"session [bold]{session}[/bold]: {args.rounds} rounds of {len(files)} photos")
+    for round_ in range(args.rounds):
+        start = round_ * len(files)
+        uploaded = await client.upload(session, files, args.topk, start)
+        items = await _wait(client, args, session, start, start + len(files) - 1, uploaded.accepted)
+        names = {start + i: p.name for i, p in enumerate(files)}
+        _emit_json({"uuid": session, "items": items}) if args.json else console.print(results_table(items, names))
+        if round_ + 1 < args.rounds:
+            await asyncio.sleep(args.interval)
+    return 0
