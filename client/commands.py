@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def _emit_json(value: Any) -> None:
-    print(json.dumps(value))
+    sys.stdout.write(json.dumps(value) + "\n")  # plain, uncoloured: for scripts
 
 
 def results_table(items: Sequence[dict[str, Any]], names: dict[int, str] | None = None) -> Table:
@@ -65,7 +66,10 @@ def results_table(items: Sequence[dict[str, Any]], names: dict[int, str] | None 
 
 async def register(client: Client, args: argparse.Namespace) -> int:
     session = await client.register()
-    _emit_json({"uuid": session}) if args.json else console.print(session)
+    if args.json:
+        _emit_json({"uuid": session})
+    else:
+        console.print(session)
     return 0
 
 
@@ -134,7 +138,10 @@ async def results(client: Client, args: argparse.Namespace) -> int:
         raise UsageError("--seq-end is needed with --uuid (the last seq to show)")
     start = 0 if start is None else start
     items = await _wait(client, args, session, start, end) if args.wait else await client.results(session, start, end)
-    _emit_json({"uuid": session, "items": items}) if args.json else console.print(results_table(items))
+    if args.json:
+        _emit_json({"uuid": session, "items": items})
+    else:
+        console.print(results_table(items))
     return 0
 
 
@@ -148,7 +155,10 @@ async def demo(client: Client, args: argparse.Namespace) -> int:
         uploaded = await client.upload(session, files, args.topk, start)
         items = await _wait(client, args, session, start, start + len(files) - 1, uploaded.accepted)
         names = {start + i: p.name for i, p in enumerate(files)}
-        _emit_json({"uuid": session, "items": items}) if args.json else console.print(results_table(items, names))
+        if args.json:
+            _emit_json({"uuid": session, "items": items})
+        else:
+            console.print(results_table(items, names))
         if round_ + 1 < args.rounds:
             await asyncio.sleep(args.interval)
     return 0
