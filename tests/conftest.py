@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-import torchvision
-from databases import Database
 
 from functions.common import resources
 from functions.common.db import DatabaseStore
@@ -59,6 +56,8 @@ def mariadb_url() -> Iterator[str]:
     name = f"faasinfer_test_{uuid.uuid4().hex[:8]}"
 
     async def admin(statement: str) -> None:
+        from databases import Database  # here, not at import: the fast tier needs no database driver
+
         db = Database(f"{MARIADB_SERVER}/test")
         await db.connect()
         try:
@@ -82,6 +81,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised resnet18 saved as a state dict: loaded through the real INFER_WEIGHTS path."""
+    import torch  # here, not at import: the fast tier never loads torch
+    import torchvision
+
     torch.manual_seed(1234)
     path = tmp_path_factory.mktemp("weights") / "resnet18-test.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
@@ -181,3 +183,23 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert done.returncode == 0, done.stdout + done.stderr
         shutil.move(scratch / function / function, build / function)
     return build
+
+
+# Tests that need a service or start one: a broker, MariaDB, a running local stack, `sam build`, a browser.
+# `pytest -m "not integration"` is the fast tier (no services, no subprocess stacks).
+SERVICE_FIXTURES = frozenset(
+    {"broker", "mariadb_url", "topics", "configured", "db_url", "local_simulation", "sam_build", "stack"}
+)
+STACK_MODULES = ("tests/reliability/", "tests/client/", "tests/local/", "tests/bench/", "tests/test_e2e.py",
+                 "tests/test_predictions.py", "tests/runtime/test_local.py", "tests/runtime/test_scale_out.py",
+                 "tests/runtime/test_http_server.py", "tests/runtime/test_invoke.py", "tests/runtime/test_artifact.py",
+                 "tests/functions/test_artifacts.py", "tests/test_iam.py", "tests/runtime/test_topics.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.path)).relative_to(root).as_posix()
+        uses = set(getattr(item, "fixturenames", ()))
+        if uses & SERVICE_FIXTURES or path.startswith(STACK_MODULES):
+            item.add_marker(pytest.mark.integration)
