@@ -28,7 +28,7 @@ from .kafka_esm import RetryPolicy
 from .local_s3 import LocalS3
 from .logs import configure_logging
 from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
-from .shared_metrics import share_metrics
+from .shared_metrics import restart_with_shared_metrics
 from .sockets import listening_socket
 from .template import load_template
 
@@ -199,10 +199,10 @@ async def until_stopped(demo_url: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    if argv is None:  # the command line: one /metrics for every process (called with arguments, this one's own)
+        restart_with_shared_metrics(local_home() / "metrics")
     configure_logging()
-    shell = dict(os.environ)  # the functions' environments are resolved from the shell as it was given
-    share_metrics(local_home() / "metrics")
-    return loops.run(serve(options, shell))
+    return loops.run(serve(options, dict(os.environ)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from multiprocessing.process import BaseProcess
 
 from prometheus_client import Counter
@@ -21,11 +20,8 @@ from prometheus_client import Counter
 log = logging.getLogger(__name__)
 
 
-@cache
-def restarts() -> Counter:
-    """Created on first use, after ``shared_metrics`` switched this process to the shared folder, so that
-    ``/metrics`` shows it whichever process answers."""
-    return Counter("faasinfer_runtime_restarts", "Child processes the local runtime restarted", ["child"])
+# In the runtime every process writes it to the shared folder (``shared_metrics``): /metrics shows it wherever asked.
+RESTARTS = Counter("faasinfer_runtime_restarts", "Child processes the local runtime restarted", ["child"])
 
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -61,7 +57,7 @@ def check(child: Child, now: float) -> None:
         delay = BACKOFF_S[min(child.quick_exits, len(BACKOFF_S) - 1)]  # 1 s, then longer while it keeps dying
         child.quick_exits += 1
         child.restart_at = now + delay
-        restarts().labels(child.name).inc()
+        RESTARTS.labels(child.name).inc()
         log.error("%s (pid %s) exited: %s; restarting in %.0f s", child.name, child.process.pid,
                   describe(child.process.exitcode), delay)  # fmt: skip
     elif now >= child.restart_at:

@@ -23,7 +23,7 @@ def _start() -> BaseProcess:
 def test_an_exiting_child_is_restarted_with_a_growing_backoff(caplog: pytest.LogCaptureFixture) -> None:
     child = Child("flaky#0", _start, _start(), started_at=0.0)
     child.process.join(10)
-    before = supervisor.restarts().labels("flaky#0")._value.get()
+    before = supervisor.RESTARTS.labels("flaky#0")._value.get()
 
     delays, pids = [], {child.process.pid}
     now = 1.0
@@ -41,7 +41,7 @@ def test_an_exiting_child_is_restarted_with_a_growing_backoff(caplog: pytest.Log
 
     assert delays == [1.0, 2.0, 4.0, 8.0]
     assert len(pids) == 5
-    assert supervisor.restarts().labels("flaky#0")._value.get() - before == 4
+    assert supervisor.RESTARTS.labels("flaky#0")._value.get() - before == 4
     assert "flaky#0 (pid" in caplog.text and "exited: exit code 3; restarting in 1 s" in caplog.text
 
 
