@@ -2,52 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers import PHOTOS
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (.ci/run installs Debian's chromium)")
-def test_page_uploads_a_photo_and_shows_its_labels(local_simulation: str) -> None:
+@contextlib.contextmanager
+def _page() -> Iterator[tuple[Page, list[str]]]:
+    """A page of a headless Chromium and the script errors it raises; the browser is closed afterwards."""
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(local_simulation + "/")
-            assert page.title() == "faasinfer"
-            page.fill("#topk", "3")
-            page.set_input_files("#files", str(PHOTOS / "chelsea.jpg"))
-            page.wait_for_selector(".status.done", timeout=120_000)
-            labels = page.locator(".bar .label").all_inner_texts()
-            session = page.inner_text("#session")
-            status = page.inner_text(".status.done")
-            model = page.inner_text(".model")
-            docs_link = page.get_attribute("#docs", "href")
-            page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+            yield page, errors
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (.ci/run installs Debian's chromium)")
+def test_page_uploads_a_photo_and_shows_its_labels(local_simulation: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with _page() as (page, errors):
+        page.goto(local_simulation + "/")
+        assert page.title() == "faasinfer"
+        page.fill("#topk", "3")
+        page.set_input_files("#files", str(PHOTOS / "chelsea.jpg"))
+        page.wait_for_selector(".status.done", timeout=120_000)
+        labels = page.locator(".bar .label").all_inner_texts()
+        session = page.inner_text("#session")
+        status = page.inner_text(".status.done")
+        model = page.inner_text(".model")
+        docs_link = page.get_attribute("#docs", "href")
+        page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
     assert errors == []
     assert session.startswith("session ") and status.startswith("#0 chelsea.jpg done")  # the name stays
     assert model == "model resnet18:file:resnet18-test.pth" and docs_link == "docs"
@@ -64,7 +69,6 @@ def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
     import random
 
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
     base = Image.open(PHOTOS / "coffee.jpg").convert("RGB").resize((3000, 2250))
     noise = Image.frombytes("RGB", base.size, random.Random(5).randbytes(3000 * 2250 * 3))
@@ -75,20 +79,13 @@ def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
     assert len(buffer.getvalue()) > 4 * 1024 * 1024  # over the page's inline limit
 
     posted: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("request", lambda request: posted.append(f"{request.method} {request.url}"))
-            page.goto(local_simulation + "/")
-            page.fill("#topk", "2")
-            page.set_input_files("#files", str(big))
-            page.wait_for_selector(".status.done", timeout=120_000)
-            status = page.inner_text(".status.done")
-        finally:
-            browser.close()
+    with _page() as (page, errors):
+        page.on("request", lambda request: posted.append(f"{request.method} {request.url}"))
+        page.goto(local_simulation + "/")
+        page.fill("#topk", "2")
+        page.set_input_files("#files", str(big))
+        page.wait_for_selector(".status.done", timeout=120_000)
+        status = page.inner_text(".status.done")
     assert errors == [] and status.startswith("#0 big-coffee.jpg done")
     assert any(r.startswith("POST ") and "/faasinfer-staging" in r for r in posted)  # straight to S3
     assert f"POST {local_simulation}/image/confirm" in posted
@@ -99,28 +96,19 @@ def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
 def test_docs_page_renders_every_operation_and_tries_one_out(local_simulation: str) -> None:
     """Swagger UI from the pinned package, nothing from a CDN: every declared operation is listed, and "Try it out"
     on ``POST /register`` reaches the API."""
-    from playwright.sync_api import sync_playwright
-
     from functions.common.api import ENDPOINTS
 
     requested: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(local_simulation + "/docs")
-            page.wait_for_selector(".opblock", timeout=30_000)
-            operations = page.locator(".opblock-summary-path").all_inner_texts()
-            page.click("#operations-upload-post_register .opblock-summary")
-            page.click("text=Try it out")
-            page.click("text=Execute")
-            page.wait_for_selector(".live-responses-table .response-col_status", timeout=30_000)
-            answer = page.inner_text(".live-responses-table tbody")
-        finally:
-            browser.close()
+    with _page() as (page, errors):
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(local_simulation + "/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        operations = page.locator(".opblock-summary-path").all_inner_texts()
+        page.click("#operations-upload-post_register .opblock-summary")
+        page.click("text=Try it out")
+        page.click("text=Execute")
+        page.wait_for_selector(".live-responses-table .response-col_status", timeout=30_000)
+        answer = page.inner_text(".live-responses-table tbody")
     assert errors == []
     assert sorted(o.replace("\u200b", "") for o in operations) == sorted(e.path for e in ENDPOINTS)
     assert all(url.startswith(local_simulation) for url in requested)  # no CDN
@@ -129,23 +117,16 @@ def test_docs_page_renders_every_operation_and_tries_one_out(local_simulation: s
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (.ci/run installs Debian's chromium)")
 def test_an_unreachable_server_is_a_readable_message_and_random_weights_are_flagged(local_simulation: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.goto(local_simulation + "/")
-            page.route("**/register", lambda route: route.abort("connectionrefused"))  # the server went away
-            page.set_input_files("#files", str(PHOTOS / "chelsea.jpg"))
-            page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
-            message = page.inner_text("#error")
-            page.evaluate(
-                "render(card(new File([''], 'r.png'), 99), {seq: 99, status: 'done', predictions: ['x'], "
-                "scores: [0.5], model: 'resnet18:random'})"
-            )
-            flagged = page.inner_text(".model.random")
-        finally:
-            browser.close()
+    with _page() as (page, _):
+        page.goto(local_simulation + "/")
+        page.route("**/register", lambda route: route.abort("connectionrefused"))  # the server went away
+        page.set_input_files("#files", str(PHOTOS / "chelsea.jpg"))
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
+        message = page.inner_text("#error")
+        page.evaluate(
+            "render(card(new File([''], 'r.png'), 99), {seq: 99, status: 'done', predictions: ['x'], "
+            "scores: [0.5], model: 'resnet18:random'})"
+        )
+        flagged = page.inner_text(".model.random")
     assert message.startswith(f"cannot reach the server at {local_simulation}: is it running?")
     assert flagged == "model resnet18:random: RANDOM WEIGHTS, these labels mean nothing"
