@@ -14,16 +14,18 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import resources
+from .api import HttpFunction, endpoints
 from .metrics import REGISTRY, record_request
 
 
 class MetricsMiddleware:
-    """Counts and times every request by route template (the path of a known route, else "other")."""
+    """Counts and times every request by route (the path of a route ``api`` declares for ``function``, else
+    "other")."""
 
-    def __init__(self, app: ASGIApp, function: str, routes: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, function: HttpFunction) -> None:
         self.app = app
         self.function = function
-        self.routes = routes
+        self.routes = frozenset(e.path for e in endpoints(function))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

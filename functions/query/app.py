@@ -51,7 +51,7 @@ ROUTES = api.routes(
 app = Starlette(
     routes=ROUTES,
     middleware=[
-        Middleware(MetricsMiddleware, function="query", routes=frozenset(r.path for r in ROUTES)),
+        Middleware(MetricsMiddleware, function="query"),
         Middleware(ApiKeyMiddleware),
     ],
     exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -136,7 +136,7 @@ ROUTES = api.routes(
 app = Starlette(
     routes=ROUTES,
     middleware=[
-        Middleware(MetricsMiddleware, function="upload", routes=frozenset(r.path for r in ROUTES)),
+        Middleware(MetricsMiddleware, function="upload"),
         Middleware(ApiKeyMiddleware),
         Middleware(BodyLimitMiddleware, limit=_body_limit),
     ],
