@@ -85,7 +85,7 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
             session, files, args.topk, args.seq_start, args.concurrency, on_done=lambda i, p: progress.advance(task)
         )
     seq_end = args.seq_start + len(files) - 1
-    memory.remember(memory.LastSession(args.url, session, args.seq_start, seq_end))
+    memory.remember(memory.LastSession(session, args.seq_start, seq_end))
     names = {args.seq_start + i: p.name for i, p in enumerate(files)}
     items = await _wait(client, args, session, args.seq_start, seq_end, uploaded.accepted) if args.wait else None
     if args.json:
@@ -111,13 +111,13 @@ async def _wait(
     client: Client, args: argparse.Namespace, session: str, start: int, end: int, seqs: Sequence[int] | None = None
 ) -> list[dict[str, Any]]:
     with _progress(args) as progress:
-        task = progress.add_task("classifying", total=len(seqs) if seqs is not None else end - start + 1)
+        task = progress.add_task("classifying", total=None)  # the client says how many it waits for
         return await client.wait(
             session,
             start,
             end,
             args.timeout,
-            on_progress=lambda done, total: progress.update(task, completed=done),
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             seqs=seqs,
         )
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class LastSession:
-    url: str
     uuid: str
     seq_start: int
     seq_end: int
