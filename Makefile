@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo run test lint bench bench-peer mutation clean
+.PHONY: setup demo run test lint test-store-versions bench bench-peer mutation clean
 
 # Everything: the system, the tests' and benches' tools. `make demo` and `make run` install only the system.
 setup: $(VENV)/.installed
@@ -33,8 +33,26 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy functions runtime client bench
 
-test: lint
+test: lint test-store-versions
 	$(BIN)/python -m pytest
+
+# The store's contract and adapter tests on the lowest SQLAlchemy the project admits (pyproject: sqlalchemy>=LOWEST)
+# and on the highest (.venv holds the newest release inside the pinned range). The lowest lives in its own venv
+# that sees .venv's packages behind its own SQLAlchemy.
+SQLALCHEMY_LOWEST := 2.0.11
+LOWEST := .venv-sqlalchemy-lowest
+STORE_TESTS := tests/functions/common/store
+SITE = $$($(1)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+test-store-versions: setup
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	rm -f "$(call SITE,$(LOWEST))/faasinfer-venv.pth"
+	$(LOWEST)/bin/pip install -q --disable-pip-version-check --no-deps "sqlalchemy==$(SQLALCHEMY_LOWEST)"
+	echo "$(call SITE,$(BIN)/..)" > "$(call SITE,$(LOWEST))/faasinfer-venv.pth"
+	for venv in $(LOWEST) $(VENV); do \
+		$$venv/bin/python -c "import sqlalchemy, databases; print('store tests on SQLAlchemy', sqlalchemy.__version__, 'databases', databases.__version__)" && \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider $(STORE_TESTS) || exit 1; \
+	done
+	$(LOWEST)/bin/python -c "import sqlalchemy, sys; sys.exit(sqlalchemy.__version__ != '$(SQLALCHEMY_LOWEST)')"
 
 bench: setup
 	$(BIN)/python -m bench.run_all

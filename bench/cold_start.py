@@ -33,12 +33,12 @@ print(json.dumps({{"import_s": t1 - t0, "first_s": t2 - t1, "torch": "torch" in 
 
 _SEED = """
 import asyncio
-from functions.common.db import DatabaseStore, RequestRow
+from functions.common.store import open_store, RequestRow
 from functions.common.blobs import blob_store_from_url
 from functions.common.resources import database_url
 from functions.common.settings import get_settings
 async def seed():
-    s = DatabaseStore(database_url()); await s.init_schema()
+    s = open_store(database_url()); await s.init_schema()
     await s.create_session("3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47")
     for seq in range(12):
         await s.add_request(RequestRow("3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47", seq, 1, "x", "0" * 64, "image/jpeg"))

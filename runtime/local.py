@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.common import kafka_auth, loops
-from functions.common.db import DatabaseStore
 from functions.common.settings import DEFAULT_HOME, settings_from
+from functions.common.store import open_store
 
 from .broker import EmbeddedBroker, ensure_topics
 from .environment import ROOT, declared_names, function_environment, local_home, local_parameters
@@ -115,7 +115,7 @@ async def prepare_database(placements: Sequence[Placement]) -> str | None:
     """Create the tables of every database the functions use (they would on first connect; this fails early);
     what is wrong when a database cannot be used."""
     for url in {p.settings.database_url for p in placements if p.settings.database_url}:
-        store = DatabaseStore(url)
+        store = open_store(url)
         try:
             await store.init_schema()
         except sqlite3.DatabaseError as exc:

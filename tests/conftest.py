@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from functions.common import resources
-from functions.common.db import DatabaseStore
 from functions.common.settings import reset_settings
+from functions.common.store import open_store
 from runtime.broker import EmbeddedBroker, ensure_topics
-from tests.helpers import apply_env, unique
+from tests.helpers import apply_env, run_sql, unique
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
 
@@ -126,12 +126,10 @@ def configured(
 
 
 async def _reset_schema(url: str) -> None:
-    store = DatabaseStore(url)
+    store = open_store(url)
     await store.init_schema()
-    db = await store._ready()
-    for table in ("requests", "sessions"):
-        await db.execute(f"DELETE FROM {table}")
     await store.close()
+    await run_sql(url, "DELETE FROM requests", "DELETE FROM sessions")
 
 
 @pytest.fixture

@@ -143,3 +143,18 @@ def child_processes(pid: int) -> dict[int, str]:
         except (OSError, IndexError, ValueError):
             continue
     return found
+
+
+async def run_sql(url: str, *statements: str) -> None:
+    """Statements on the store's database behind its back (a plain ``databases`` connection, not the store's pool)."""
+    from databases import Database
+
+    from functions.common.store import normalise_url
+
+    db = Database(normalise_url(url))
+    await db.connect()
+    try:
+        for statement in statements:
+            await db.execute(statement)
+    finally:
+        await db.disconnect()

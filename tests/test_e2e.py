@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from torchvision.models import ResNet18_Weights
 
-from functions.common.db import DatabaseStore
+from functions.common.store import open_store
 from runtime.launcher import launched
 from tests.helpers import child_processes, messages_per_key, photo, unique, wait_all_done
 
@@ -146,7 +146,7 @@ async def _scenario(stack: Stack) -> None:
         again = (await client.get("/result", params={"uuid": session, "seqStart": 0, "seqEnd": 99})).json()["items"]
         assert again == items  # two more copies of every result, reversed, changed nothing
 
-    store = DatabaseStore(stack.env["DATABASE_URL"])
+    store = open_store(stack.env["DATABASE_URL"])
     rows = await store.get_range(session, 0, 99)
     await store.close()
     for row, item, (name, topk) in zip(rows, items, UPLOADS, strict=True):  # the stored rows are the answers

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from functions.common.blobs import BlobStore
 from functions.common.contracts import InferenceResult
-from functions.common.db import Applied, Store
+from functions.common.store import Applied, Store
 
 log = logging.getLogger(__name__)
 

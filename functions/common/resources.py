@@ -15,11 +15,11 @@ from typing import Any, Generic, TypeVar
 
 from . import kafka_auth, loops
 from .blobs import BlobStore, blob_store_from_url
-from .db import DatabaseStore, Store
 from .errors import Misconfigured
 from .producer import Producer
 from .secrets import database_url_from_secret
 from .settings import get_settings, local_database_url
+from .store import Store, open_store
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def database_url() -> str:
     return local_database_url()
 
 
-store: PerLoop[Store] = PerLoop(lambda: DatabaseStore(database_url()))
+store: PerLoop[Store] = PerLoop(lambda: open_store(database_url()))
 blobs: PerLoop[BlobStore] = PerLoop(lambda: blob_store_from_url(get_settings().blob_url))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from functions.common.contracts import ResultItem, ResultPage
-from functions.common.db import Store
 from functions.common.errors import BadRequest, NotFound
+from functions.common.store import Store
 
 # A Lambda response is at most 6 MB with its envelope; a page of results stays under this (topk 1000 over 1000
 # seqs would be ~33 MB).

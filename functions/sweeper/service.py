@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 
 from functions.common.contracts import InferenceRequest, InferenceResult
-from functions.common.db import RequestRow, Store
 from functions.common.producer import Producer
+from functions.common.store import RequestRow, Store
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.db import DatabaseStore, RequestRow
+from functions.common.store import RequestRow, Store, open_store
 from tests.conftest import ZIP_FUNCTIONS as FUNCTIONS
 from tests.helpers import consume_all, load_event, unique
 
@@ -125,7 +125,7 @@ def lambda_env(tmp_path: Path, broker: str) -> dict[str, str]:
 
 
 async def _seed(url: str, seqs: range, submitted_at: float = 0.0) -> None:
-    store = DatabaseStore(url)
+    store = open_store(url)
     await store.create_session(SESSION)
     for seq in seqs:
         row = RequestRow(
@@ -136,7 +136,7 @@ async def _seed(url: str, seqs: range, submitted_at: float = 0.0) -> None:
 
 
 async def _rows(url: str) -> dict[int, RequestRow]:
-    store = DatabaseStore(url)
+    store = open_store(url)
     try:
         return {r.seq: r for r in await store.get_range(SESSION, 0, 100)}
     finally:
@@ -149,11 +149,11 @@ def test_upload_artifact_registers_a_session_through_api_gateway(
     response = _invoke(sam_build, "UploadFunction", load_event("apigw_v2_upload_register"), tmp_path, lambda_env)
     assert response["statusCode"] == 200, response
     uuid = json.loads(response["body"])["uuid"]
-    store = DatabaseStore(lambda_env["DATABASE_URL"])
+    store = open_store(lambda_env["DATABASE_URL"])
     assert asyncio.run(_exists(store, uuid))
 
 
-async def _exists(store: DatabaseStore, uuid: str) -> bool:
+async def _exists(store: Store, uuid: str) -> bool:
     try:
         return await store.session_exists(uuid)
     finally:

@@ -50,6 +50,15 @@ def test_requirement_files_match_pyproject(file: str, declared: list[str]) -> No
     assert sorted(_lines(file)) == sorted(line.split("#")[0].strip() for line in declared)
 
 
+def test_the_store_tests_run_on_the_lowest_sqlalchemy_the_project_admits() -> None:
+    """``make test-store-versions`` installs ``SQLALCHEMY_LOWEST``: it must be the range's own lower bound, and the
+    range must have an upper bound (the newest release inside it is what .venv and the Lambda build install)."""
+    lowest = re.search(r"^SQLALCHEMY_LOWEST := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert lowest is not None
+    pinned = [d.split("#")[0].strip() for d in PYPROJECT["project"]["dependencies"] if _name(d) == "sqlalchemy"]
+    assert pinned == [f"sqlalchemy>={lowest.group(1)},<2.2"]
+
+
 def _module_file(module: str) -> Path | None:
     path = ROOT / Path(*module.split("."))
     if path.with_suffix(".py").is_file():

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from functions.common.db import DatabaseStore, RequestRow
+from functions.common.store import RequestRow, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 
 
 async def _seed(url: str) -> None:
-    store = DatabaseStore(url)
+    store = open_store(url)
     await store.init_schema()
     await store.create_session(SESSION)
     for seq in range(3):
@@ -27,7 +27,7 @@ async def _seed(url: str) -> None:
 
 
 async def _statuses(url: str) -> list[str]:
-    store = DatabaseStore(url)
+    store = open_store(url)
     rows = await store.get_range(SESSION, 0, 9)
     await store.close()
     return [r.status for r in rows]

@@ -9,14 +9,14 @@ from typing import Any
 from functions.collect import app
 from functions.common import metrics
 from functions.common.blobs import BlobNotFound, blob_store_from_url
-from functions.common.db import DatabaseStore, RequestRow
+from functions.common.store import RequestRow, open_store
 from tests.helpers import apply_env, consume_all, load_event
 
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 
 
 async def _seed(url: str, seqs: range) -> None:
-    store = DatabaseStore(url)
+    store = open_store(url)
     await store.create_session(SESSION)
     for seq in seqs:
         await store.add_request(RequestRow(SESSION, seq, 5, f"{SESSION}/{seq}.jpg", f"{seq:064d}", "image/jpeg"))
@@ -24,7 +24,7 @@ async def _seed(url: str, seqs: range) -> None:
 
 
 async def _rows(url: str) -> dict[int, RequestRow]:
-    store = DatabaseStore(url)
+    store = open_store(url)
     rows = await store.get_range(SESSION, 0, 100)
     await store.close()
     return {r.seq: r for r in rows}

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from functions.common.db import DatabaseStore, RequestRow
+from functions.common.store import RequestRow, open_store
 from functions.query.app import app as query_app
 from functions.upload.app import app as upload_app
-from tests.helpers import apply_env
+from tests.helpers import apply_env, run_sql
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 SESSION = "6a1d2f38-4e8b-4b57-9a53-0c8f4f1d2e90"
@@ -71,7 +71,7 @@ async def test_a_stalled_broker_is_reported_within_two_seconds(
 async def test_requests_queued_too_long_make_inference_degraded(
     client: httpx.AsyncClient, configured: dict[str, Any]
 ) -> None:
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     await store.create_session(SESSION)
     for seq, age in ((0, 900), (1, 400), (2, 10)):
         await store.add_request(RequestRow(SESSION, seq, 1, "k", "a" * 64, "image/png", submitted_at=time.time() - age))
@@ -88,16 +88,12 @@ async def test_dropped_tables_are_recreated_and_said_so(
     client: httpx.AsyncClient, configured: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     assert (await client.get("/health")).status_code == 200  # the function's store is connected
-    store = DatabaseStore(configured["database_url"])
-    db = await store._ready()
-    await db.execute("DROP TABLE requests")
-    await db.execute("DROP TABLE sessions")
-    await store.close()
+    await run_sql(configured["database_url"], "DROP TABLE requests", "DROP TABLE sessions")
 
     response = await client.get("/health")
     assert response.status_code == 200
     assert "database table missing" in caplog.text and "re-creating the schema" in caplog.text
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:
         await store.create_session(SESSION)
         assert await store.session_exists(SESSION)

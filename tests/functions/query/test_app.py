@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from functions.common.contracts import InferenceResult
-from functions.common.db import DatabaseStore, RequestRow
 from functions.common.settings import reset_settings
+from functions.common.store import RequestRow, open_store
 from functions.query import app as query
 from functions.query.service import results
 from tests.helpers import load_event
@@ -23,7 +23,7 @@ SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 
 
 async def _seed(url: str) -> None:
-    store = DatabaseStore(url)
+    store = open_store(url)
     await store.create_session(SESSION)
     for seq in range(4):
         await store.add_request(RequestRow(SESSION, seq, 2, f"{SESSION}/{seq}", f"{seq:064d}", "image/png"))
@@ -63,7 +63,7 @@ async def test_range_query_lists_finished_seqs_as_items_and_queued_ones_as_pendi
 
 
 async def test_a_page_that_would_not_fit_a_lambda_response_stops_at_next_seq(configured: dict[str, Any]) -> None:
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     await _seed(configured["database_url"])
     try:
         whole = await results(store, SESSION, 0, 9, 1000)
@@ -77,7 +77,7 @@ async def test_a_page_that_would_not_fit_a_lambda_response_stops_at_next_seq(con
 
 
 async def test_a_range_wider_than_max_range_is_served_in_pages(configured: dict[str, Any]) -> None:
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     await _seed(configured["database_url"])
     try:
         first = await results(store, SESSION, 0, 2**31 - 1, 3)
@@ -192,7 +192,7 @@ class _Context:
 def test_seed_like_range_is_inclusive_and_ordered(configured: dict[str, Any]) -> None:
     async def run() -> list[int]:
         await _seed(configured["database_url"])
-        store = DatabaseStore(configured["database_url"])
+        store = open_store(configured["database_url"])
         rows = await store.get_range(SESSION, 1, 2)
         await store.close()
         return [r.seq for r in rows]

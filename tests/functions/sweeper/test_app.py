@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from functions.common.contracts import InferenceResult
-from functions.common.db import DatabaseStore, RequestRow
+from functions.common.store import RequestRow, open_store
 from functions.sweeper import app
 from tests.helpers import apply_env, consume_all, load_event
 
@@ -19,7 +19,7 @@ SESSION = "6a1d2f38-4e8b-4b57-9a53-0c8f4f1d2e90"
 
 
 async def _seed(url: str) -> None:
-    store = DatabaseStore(url)
+    store = open_store(url)
     await store.create_session(SESSION)
     old = time.time() - 600
     for seq in range(3):  # accepted ten minutes ago, never processed (message lost)
@@ -65,7 +65,7 @@ def test_each_re_publish_doubles_the_wait_before_the_next(
     }  # fmt: skip
 
     async def seed() -> None:
-        store = DatabaseStore(configured["database_url"])
+        store = open_store(configured["database_url"])
         await store.create_session(SESSION)
         for seq, (submitted, republished) in history.items():
             await store.add_request(
@@ -92,7 +92,7 @@ def test_a_request_never_classified_fails_after_its_attempts_saying_why(
     apply_env(monkeypatch, sweep_after_s="0", max_attempts="2")
 
     async def seed() -> None:
-        store = DatabaseStore(configured["database_url"])
+        store = open_store(configured["database_url"])
         await store.create_session(SESSION)
         for seq in (0, 1):
             await store.add_request(RequestRow(SESSION, seq, 2, "k", "a" * 64, "image/png", submitted_at=time.time()))
@@ -102,7 +102,7 @@ def test_a_request_never_classified_fails_after_its_attempts_saying_why(
         await store.close()
 
     async def rows() -> list[RequestRow]:
-        store = DatabaseStore(configured["database_url"])
+        store = open_store(configured["database_url"])
         try:
             return await store.get_range(SESSION, 0, 1)
         finally:
@@ -137,7 +137,7 @@ def test_tables_of_an_earlier_release_gain_the_new_columns(tmp_path: Any) -> Non
                 " status VARCHAR(16) NOT NULL, labels TEXT, scores TEXT, error TEXT, model VARCHAR(100),"
                 " submitted_at DOUBLE NOT NULL, finished_at DOUBLE, published_at DOUBLE, PRIMARY KEY (uuid, seq))"
             )
-        store = DatabaseStore(url)
+        store = open_store(url)
         try:
             await store.create_session(SESSION)
             await store.add_request(RequestRow(SESSION, 0, 1, "k", "a" * 64, "image/png", submitted_at=1.0))

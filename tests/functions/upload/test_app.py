@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from functions.common import resources
-from functions.common.db import DatabaseStore
 from functions.common.settings import reset_settings
+from functions.common.store import open_store
 from functions.upload.app import app, handler
 from tests.helpers import apply_env, consume_all, image_bytes, load_event, photo
 
@@ -55,7 +55,7 @@ async def test_accepted_image_is_stored_and_published(client: httpx.AsyncClient,
     assert message["topk"] == 5 and message["content_type"] == "image/jpeg"
     assert message["blob"].startswith(f"{session}/3-") and message["blob"].endswith(".jpg")
     assert await resources.blobs.get().get(message["blob"]) == photo("chelsea.jpg")  # the bytes it points at
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:
         row = await store.get_request(session, 3)
     finally:
@@ -110,7 +110,7 @@ async def test_batch_limits_are_named_and_nothing_is_stored(
     too_big = await client.post("/images", data=form, files=heavy)
     assert too_many.status_code == 400 and "Too many files" in too_many.json()["error"]
     assert too_big.status_code == 413 and "exceeds" in too_big.json()["error"]
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:
         assert await store.get_range(session, 0, 10) == []
     finally:
@@ -143,7 +143,7 @@ async def test_batch_reaching_past_the_last_seq_is_refused_before_anything_is_st
     form = {"uuid": session, "seqStart": str(2**31 - 2), "topk": "1"}
     response = await client.post("/images", data=form, files=files)
     assert response.status_code == 400 and "would reach seq 2147483648" in response.json()["error"]
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:
         assert await store.get_range(session, 2**31 - 2, 2**31 - 1) == []
     finally:
@@ -309,7 +309,7 @@ def test_mangum_handler_accepts_base64_multipart_from_http_api(configured: dict[
     assert register["statusCode"] == 200 and uuid.UUID(json.loads(register["body"])["uuid"]).version == 4
 
     session = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"  # the uuid inside the fixture's multipart body
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     lambda_loop.run_until_complete(store.create_session(session))
     lambda_loop.run_until_complete(store.close())
     response = handler(load_event("apigw_v2_upload_image"), _Context())

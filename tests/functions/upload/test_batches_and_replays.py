@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from functions.common import resources
-from functions.common.db import DatabaseStore
+from functions.common.store import open_store
 from tests.helpers import photo, unique
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -36,7 +36,7 @@ async def _published(bootstrap: str, topic: str, quiet_s: float = 2.0) -> list[d
 
 
 async def _stored(configured: dict[str, Any], session: str) -> list[tuple[int, str]]:
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:
         return [(r.seq, r.blob_key) for r in await store.get_range(session, 0, 1000)]
     finally:
@@ -80,7 +80,7 @@ async def test_same_image_with_another_topk_conflicts_and_keeps_the_first(
     other = await client.post("/image", data={**form, "topk": "5"}, files={"payload": ("a.jpg", photo())})
     assert (first.status_code, other.status_code) == (202, 409)
     assert "already holds this image with topk 3" in other.json()["error"]
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:
         row = await store.get_request(session, 0)
     finally:
@@ -114,7 +114,7 @@ async def test_a_replay_after_a_failed_publish_publishes(
 
     monkeypatch.setattr(producer, "publish", broker_down)
     failed = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
-    store = DatabaseStore(configured["database_url"])
+    store = open_store(configured["database_url"])
     try:  # the accepted row stays, queued, so that the sweeper (or this replay) publishes it
         kept = await store.get_request(session, 1)
     finally:

@@ -1,7 +1,15 @@
-"""SQLite for ``databases`` with kept connections: the stock backend opens a connection (and an aiosqlite
-thread) per acquire and closes it on release, which costs more CPU than the statements themselves.
+"""ADAPTER over ``databases`` internals: SQLite with kept connections, which ``databases`` cannot give.
 
-Registered through ``Database.SUPPORTED_BACKENDS`` (see ``db.py``); everything else is the stock backend.
+The stock SQLite backend opens a connection (and an aiosqlite thread) per acquire and closes it on release, which
+costs more CPU than the statements themselves. This module is the one place that relies on more than the public
+API of ``databases`` (0.9) and aiosqlite; what it relies on, each checked by ``tests/functions/common/store/
+test_kept_sqlite.py`` on the lowest and highest SQLAlchemy the project admits (``make test-store-versions``):
+- ``Database.SUPPORTED_BACKENDS`` (a class attribute naming each scheme's backend class) to register the backend;
+- ``databases.backends.sqlite.SQLiteBackend``: its ``_pool`` (what ``connection()`` acquires from),
+  ``_database_url`` and ``_options``;
+- ``SQLitePool``: ``acquire``/``release``/``_database``/``_options``;
+- aiosqlite's ``Connection._thread`` (made a daemon: see ``acquire``).
+
 Each connection runs ``PRAGMA synchronous=NORMAL``: in WAL mode a commit then no longer waits for an fsync
 (the WAL is synced at checkpoints), the database cannot be corrupted by a crash, and a power loss may undo the
 last commits. This is the local, single-machine backend; deployments use MariaDB.
@@ -12,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiosqlite
+from databases import Database
 from databases.backends.sqlite import SQLiteBackend, SQLitePool
 from databases.core import DatabaseURL
 
@@ -58,3 +67,15 @@ class KeptSQLiteBackend(SQLiteBackend):
     async def disconnect(self) -> None:
         await self._pool.close()
         await super().disconnect()
+
+
+class _KeptConnectionsDatabase(Database):
+    SUPPORTED_BACKENDS = {  # noqa: RUF012 - the extension point ``databases`` offers
+        **Database.SUPPORTED_BACKENDS,
+        "sqlite": f"{__name__}:KeptSQLiteBackend",
+    }
+
+
+def kept_connections_database(url: str, **options: Any) -> Database:
+    """A ``databases.Database`` for a ``sqlite+aiosqlite://`` URL whose connections are kept open between uses."""
+    return _KeptConnectionsDatabase(url, **options)
