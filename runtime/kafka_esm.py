@@ -14,6 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from functions.common.outcomes import dead_letter_headers, source_of
+
 from .invoker import Function
 from .lambda_event import Record, failure_record, kafka_event
 from .template import KafkaSource
@@ -189,12 +191,12 @@ class EventSourceMapping:
         SQS/SNS/S3 ARN: the metadata-only invocation record Lambda sends there, written here to the dead-letter
         topic in its place (no such service runs locally); no destination: the dead-letter topic, as before."""
         destination = self.source.on_failure or f"kafka://{self.dlq_topic}"
-        reason = f"{type(exc).__name__}: {exc}".encode()[:1000]
+        reason = f"{type(exc).__name__}: {exc}"
         if destination.startswith("kafka://"):
             topic = destination.removeprefix("kafka://")
             messages = [
-                (r.key, r.value, [*r.headers, ("error", reason), ("function", self.spec.name.encode()),
-                                  ("source", f"{r.topic}-{r.partition}@{r.offset}".encode())])
+                (r.key, r.value,
+                 [*r.headers, *dead_letter_headers(reason, self.spec.name, source_of(r.topic, r.partition, r.offset))])
                 for r in batch
             ]  # fmt: skip
         else:

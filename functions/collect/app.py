@@ -7,9 +7,9 @@ from typing import Any
 
 from functions.common import kafka_auth, resources
 from functions.common.contracts import InferenceResult
-from functions.common.handler import dead_letter
 from functions.common.kafka_event import parse_messages
 from functions.common.metrics import record_results
+from functions.common.outcomes import send_dead_letters, sort_records
 from functions.common.settings import get_settings
 
 from . import service
@@ -22,14 +22,13 @@ log = logging.getLogger(__name__)
 
 async def handle(event: dict[str, Any]) -> dict[str, int]:
     settings = get_settings()
-    batch = parse_messages(event, InferenceResult)
-    rejected = batch.rejected + [record for _, record in batch.invalid]  # a malformed result is no answer
+    records = sort_records(parse_messages(event, InferenceResult), answer_invalid=False)
     expire = resources.blobs.get() if settings.blob_expire_on_done else None
-    outcome = await service.process(resources.store.get(), batch.messages, expire)
-    await dead_letter(resources.producer.get(), settings.dlq_topic, rejected, "collect")
+    outcome = await service.process(resources.store.get(), records.messages, expire)
+    await send_dead_letters(resources.producer.get(), settings.dlq_topic, records.dead_letters, "collect")
     record_results(outcome.get("classified", 0), outcome.get("failed", 0))
     zeros = {**{k.value: 0 for k in service.Applied}, "classified": 0, "failed": 0}
-    return {**zeros, **outcome, "dead_lettered": len(rejected)}
+    return {**zeros, **outcome, "dead_lettered": len(records.dead_letters)}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:

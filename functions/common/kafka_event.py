@@ -1,4 +1,6 @@
-"""Lambda Kafka events parsed at the edge with aws-lambda-powertools' models, one bad record never sinking the rest."""
+"""Lambda Kafka events parsed at the edge with aws-lambda-powertools' models, one bad record never sinking the rest.
+
+What becomes of a record that does not parse is decided in ``outcomes``."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class RejectedRecord:
-    """A record that cannot become a message; it goes to the DLQ with the reason."""
+    """A record that did not become a message, and why (``outcomes`` decides what becomes of it)."""
 
     topic: str
     partition: int
@@ -119,21 +121,3 @@ def _rejected_raw(raw: dict[str, Any], reason: str) -> RejectedRecord:
         b64(raw.get("value")),
         reason,
     )
-
-
-def dlq_messages(
-    rejected: Iterable[RejectedRecord], function: str
-) -> list[tuple[str | None, bytes, list[tuple[str, bytes]]]]:
-    """Messages for the dead-letter topic: the original bytes, the reason and the origin in headers."""
-    return [
-        (
-            None if r.key is None else r.key.decode("utf-8", "replace"),
-            r.value,
-            [
-                ("error", r.reason.encode()[:1000]),
-                ("function", function.encode()),
-                ("source", f"{r.topic}-{r.partition}@{r.offset}".encode()),
-            ],
-        )
-        for r in rejected
-    ]

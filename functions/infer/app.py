@@ -8,9 +8,9 @@ from typing import Any
 
 from functions.common import kafka_auth, resources
 from functions.common.contracts import InferenceRequest
-from functions.common.handler import dead_letter, failed_for_invalid
 from functions.common.image_limits import ImageLimits
 from functions.common.kafka_event import parse_messages
+from functions.common.outcomes import retrying, send_dead_letters, sort_records
 from functions.common.settings import get_settings
 
 from . import service
@@ -56,16 +56,15 @@ def decode_pool() -> ThreadPoolExecutor:
 
 async def handle(event: dict[str, Any]) -> dict[str, int]:
     settings = get_settings()
-    batch = parse_messages(event, InferenceRequest)
-    invalid_results, rejected = failed_for_invalid(batch)
+    records = sort_records(parse_messages(event, InferenceRequest), answer_invalid=True)
     try:
         model = classifier()
     except ModelUnavailable as exc:  # retried by the sweeper, bounded; the row says why meanwhile
         log.error("model unavailable: %s", exc)
-        results = invalid_results + [service.retrying(r, f"model unavailable: {exc}") for r in batch.messages]
+        results = records.answered + [retrying(r, f"model unavailable: {exc}") for r in records.messages]
     else:
-        results = invalid_results + await service.process(
-            batch.messages,
+        results = records.answered + await service.process(
+            records.messages,
             resources.blobs.get(),
             model,
             decode_pool(),
@@ -74,9 +73,10 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
         )
     producer = resources.producer.get()
     await producer.publish(settings.result_topic, [(r.key, r.model_dump_json().encode(), []) for r in results])
-    await dead_letter(producer, settings.dlq_topic, rejected, "infer")
+    await send_dead_letters(producer, settings.dlq_topic, records.dead_letters, "infer")
     done, failed = (sum(r.status == status for r in results) for status in ("done", "failed"))
-    return {"done": done, "failed": failed, "retrying": len(results) - done - failed, "dead_lettered": len(rejected)}
+    retried = len(results) - done - failed
+    return {"done": done, "failed": failed, "retrying": retried, "dead_lettered": len(records.dead_letters)}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:

@@ -12,34 +12,28 @@ import torch
 from functions.common.blobs import BlobNotFound, BlobStore
 from functions.common.contracts import InferenceRequest, InferenceResult
 from functions.common.image_limits import ImageLimits
+from functions.common.outcomes import RecordFailed, failed
 
 from .model import Classifier, UndecodableImage
 
 log = logging.getLogger(__name__)
 
 
-def failed(request_uuid: str, seq: int, reason: str, model: str | None = None) -> InferenceResult:
-    return InferenceResult(uuid=request_uuid, seq=seq, status="failed", error=reason, model=model)
-
-
-def retrying(request: InferenceRequest, reason: str) -> InferenceResult:
-    return InferenceResult(uuid=request.uuid, seq=request.seq, status="retrying", error=reason)
-
-
 async def _fetch_and_decode(
     request: InferenceRequest, blobs: BlobStore, classifier: Classifier, pool: Executor, limits: ImageLimits
-) -> torch.Tensor | str:
-    """The preprocessed tensor, or the reason this record cannot be classified (infrastructure errors raise)."""
+) -> torch.Tensor:
+    """The preprocessed tensor. ``RecordFailed`` says why this record cannot be classified; infrastructure errors
+    raise as they are (the batch is retried)."""
     if request.topk > len(classifier.labels):
-        return f"topk {request.topk} exceeds the model's {len(classifier.labels)} classes"
+        raise RecordFailed(f"topk {request.topk} exceeds the model's {len(classifier.labels)} classes")
     try:
         data = await blobs.get(request.blob)
     except BlobNotFound:
-        return f"image blob {request.blob!r} not found (expired or never stored)"
+        raise RecordFailed(f"image blob {request.blob!r} not found (expired or never stored)") from None
     try:
         return await asyncio.get_running_loop().run_in_executor(pool, classifier.preprocess, data, limits)
     except UndecodableImage as exc:
-        return str(exc)
+        raise RecordFailed(str(exc)) from None
 
 
 async def process(
@@ -69,12 +63,13 @@ async def process(
     try:
         # Decoding of later records continues in the pool while a full chunk runs through the model.
         for i, future in enumerate(decoding):
-            outcome = await future
-            if isinstance(outcome, str):
-                log.info("request %s:%d failed: %s", requests[i].uuid, requests[i].seq, outcome)
-                results[i] = failed(requests[i].uuid, requests[i].seq, outcome, classifier.name)
+            try:
+                tensor = await future
+            except RecordFailed as exc:
+                log.info("request %s failed: %s", requests[i].key, exc)
+                results[i] = failed(requests[i].uuid, requests[i].seq, str(exc), classifier.name)
                 continue
-            pending.append((i, outcome))
+            pending.append((i, tensor))
             if len(pending) == max_batch:
                 await flush()
         if pending:
