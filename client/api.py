@@ -87,7 +87,7 @@ class Client:
 
     async def upload(
         self,
-        session: str,
+        uuid: str,
         files: Sequence[Path],
         topk: int,
         seq_start: int = 0,
@@ -104,7 +104,7 @@ class Client:
             seq = seq_start + index
             async with gate:
                 data = await asyncio.to_thread(path.read_bytes)
-                response = await self.upload_bytes(session, seq, topk, path.name, data)
+                response = await self.upload_bytes(uuid, seq, topk, path.name, data)
             try:
                 self._check(response)
                 uploaded.accepted.append(seq)
@@ -122,13 +122,13 @@ class Client:
         uploaded.refused.sort(key=lambda refusal: refusal[1])
         return uploaded
 
-    async def upload_bytes(self, session: str, seq: int, topk: int, name: str, data: bytes) -> httpx.Response:
+    async def upload_bytes(self, uuid: str, seq: int, topk: int, name: str, data: bytes) -> httpx.Response:
         """``POST /image``; above ``INLINE_LIMIT`` (what a Lambda request can carry) a presigned S3 upload and
         ``POST /image/confirm`` instead. The answer of the call that accepts or refuses the image."""
-        form = {"uuid": session, "seq": str(seq), "topk": str(topk)}
+        form = {"uuid": uuid, "seq": str(seq), "topk": str(topk)}
         if len(data) <= INLINE_LIMIT:
             return await self._post_retrying_busy("/image", data=form, files={"payload": (name, data)})
-        target = self._check(await self._http.post("/upload-url", data={"uuid": session, "seq": str(seq)}))
+        target = self._check(await self._http.post("/upload-url", data={"uuid": uuid, "seq": str(seq)}))
         async with httpx.AsyncClient(timeout=self.timeout_s) as s3:  # S3 gets no API key
             sent = await s3.post(target["url"], data=target["fields"], files={"file": (name, data)})
         if sent.status_code >= 300:
@@ -146,14 +146,14 @@ class Client:
             await asyncio.sleep(min(10.0, float(retry_after)) if retry_after.isdigit() else 1.0)
         return await self._http.post(path, **kwargs)
 
-    async def results(self, session: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
+    async def results(self, uuid: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
         """The finished results of the range, every page of it (``MAX_RANGE`` seqs per query; a page that would
         not fit a Lambda response stops early at ``nextSeq``)."""
         items: list[dict[str, Any]] = []
         start: int | None = seq_start
         while start is not None and start <= seq_end:
             end = min(seq_end, start + 999)
-            params: dict[str, str | int] = {"uuid": session, "seqStart": start, "seqEnd": end}
+            params: dict[str, str | int] = {"uuid": uuid, "seqStart": start, "seqEnd": end}
             page = self._check(await self._http.get("/result", params=params))
             items += page["items"]
             start = page.get("nextSeq") or end + 1
@@ -161,7 +161,7 @@ class Client:
 
     async def wait(
         self,
-        session: str,
+        uuid: str,
         seq_start: int,
         seq_end: int,
         timeout_s: float = 600.0,
@@ -174,7 +174,7 @@ class Client:
         expected = len(wanted)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            items = [i for i in await self.results(session, seq_start, seq_end) if i["seq"] in wanted]
+            items = [i for i in await self.results(uuid, seq_start, seq_end) if i["seq"] in wanted]
             finished = len(items)  # finished seqs only; queued ones are listed apart
             if on_progress is not None:
                 on_progress(finished, expected)

@@ -65,11 +65,11 @@ def results_table(items: Sequence[dict[str, Any]], names: dict[int, str] | None 
 
 
 async def register(client: Client, args: argparse.Namespace) -> int:
-    session = await client.register()
+    uuid = await client.register()
     if args.json:
-        _emit_json({"uuid": session})
+        _emit_json({"uuid": uuid})
     else:
-        console.print(session)
+        console.print(uuid)
     return 0
 
 
@@ -77,19 +77,19 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
     files = image_files([Path(p) for p in args.paths])
     if not files:
         raise UsageError(f"no image files in {', '.join(args.paths)} (looked for .jpg .jpeg .png .webp .gif …)")
-    session = args.uuid or await client.register()
-    _say(args, f"session [bold]{session}[/bold]")
+    uuid = args.uuid or await client.register()
+    _say(args, f"session [bold]{uuid}[/bold]")
     with _progress(args) as progress:
         task = progress.add_task("uploading", total=len(files))
         uploaded = await client.upload(
-            session, files, args.topk, args.seq_start, args.concurrency, on_done=lambda i, p: progress.advance(task)
+            uuid, files, args.topk, args.seq_start, args.concurrency, on_done=lambda i, p: progress.advance(task)
         )
     seq_end = args.seq_start + len(files) - 1
-    memory.remember(memory.LastSession(session, args.seq_start, seq_end))
+    memory.remember(memory.LastSession(uuid, args.seq_start, seq_end))
     names = {args.seq_start + i: p.name for i, p in enumerate(files)}
-    items = await _wait(client, args, session, args.seq_start, seq_end, uploaded.accepted) if args.wait else None
+    items = await _wait(client, args, uuid, args.seq_start, seq_end, uploaded.accepted) if args.wait else None
     if args.json:
-        _emit_json({"uuid": session, **_report(uploaded), **({"items": items} if items is not None else {})})
+        _emit_json({"uuid": uuid, **_report(uploaded), **({"items": items} if items is not None else {})})
     else:
         _say(args, f"uploaded {len(uploaded.accepted)} of {len(files)} files as seq {args.seq_start}..{seq_end}")
         if items is not None:
@@ -108,12 +108,12 @@ def _report(uploaded: Uploaded) -> dict[str, Any]:
 
 
 async def _wait(
-    client: Client, args: argparse.Namespace, session: str, start: int, end: int, seqs: Sequence[int] | None = None
+    client: Client, args: argparse.Namespace, uuid: str, start: int, end: int, seqs: Sequence[int] | None = None
 ) -> list[dict[str, Any]]:
     with _progress(args) as progress:
         task = progress.add_task("classifying", total=None)  # the client says how many it waits for
         return await client.wait(
-            session,
+            uuid,
             start,
             end,
             args.timeout,
@@ -123,23 +123,23 @@ async def _wait(
 
 
 async def results(client: Client, args: argparse.Namespace) -> int:
-    session, start, end = args.uuid, args.seq_start, args.seq_end
-    if session is None:
+    uuid, start, end = args.uuid, args.seq_start, args.seq_end
+    if uuid is None:
         last = memory.recall()
         if last is None:
             raise UsageError("no session given and none remembered: faasinfer results --uuid <uuid> --seq-end <N>")
-        session, start, end = (
+        uuid, start, end = (
             last.uuid,
             last.seq_start if start is None else start,
             last.seq_end if end is None else end,
         )
-        _say(args, f"session [bold]{session}[/bold] (the last upload's), seq {start}..{end}")
+        _say(args, f"session [bold]{uuid}[/bold] (the last upload's), seq {start}..{end}")
     if end is None:
         raise UsageError("--seq-end is needed with --uuid (the last seq to show)")
     start = 0 if start is None else start
-    items = await _wait(client, args, session, start, end) if args.wait else await client.results(session, start, end)
+    items = await _wait(client, args, uuid, start, end) if args.wait else await client.results(uuid, start, end)
     if args.json:
-        _emit_json({"uuid": session, "items": items})
+        _emit_json({"uuid": uuid, "items": items})
     else:
         console.print(results_table(items))
     return 0
@@ -148,15 +148,15 @@ async def results(client: Client, args: argparse.Namespace) -> int:
 async def demo(client: Client, args: argparse.Namespace) -> int:
     """The prototype's demo client: periodic uploads of the sample photos, windowed polling."""
     files = image_files([Path(args.photos)])
-    session = await client.register()
-    _say(args, f"session [bold]{session}[/bold]: {args.rounds} rounds of {len(files)} photos")
+    uuid = await client.register()
+    _say(args, f"session [bold]{uuid}[/bold]: {args.rounds} rounds of {len(files)} photos")
     for round_ in range(args.rounds):
         start = round_ * len(files)
-        uploaded = await client.upload(session, files, args.topk, start)
-        items = await _wait(client, args, session, start, start + len(files) - 1, uploaded.accepted)
+        uploaded = await client.upload(uuid, files, args.topk, start)
+        items = await _wait(client, args, uuid, start, start + len(files) - 1, uploaded.accepted)
         names = {start + i: p.name for i, p in enumerate(files)}
         if args.json:
-            _emit_json({"uuid": session, "items": items})
+            _emit_json({"uuid": uuid, "items": items})
         else:
             console.print(results_table(items, names))
         if round_ + 1 < args.rounds:

@@ -24,7 +24,7 @@ from functions.common.settings import Settings
 
 from . import supervisor
 from .broker import EmbeddedBroker, keep_alive
-from .http_server import Environments, http_functions, http_process_main, server_for
+from .gateway_server import Environments, http_functions, http_process_main, server_for
 from .kafka_esm import RetryPolicy
 from .placement import make_function
 from .schedule import Schedule

@@ -190,8 +190,9 @@ SERVICE_FIXTURES = frozenset(
 )
 STACK_MODULES = ("tests/reliability/", "tests/client/", "tests/local/", "tests/bench/", "tests/test_e2e.py",
                  "tests/test_predictions.py", "tests/runtime/test_local.py", "tests/runtime/test_scale_out.py",
-                 "tests/runtime/test_http_server.py", "tests/runtime/test_invoke.py", "tests/runtime/test_artifact.py",
-                 "tests/functions/test_artifacts.py", "tests/test_iam.py", "tests/runtime/test_topics.py")  # fmt: skip
+                 "tests/runtime/test_gateway_server.py", "tests/runtime/test_invoke.py",
+                 "tests/runtime/test_artifact.py", "tests/functions/test_artifacts.py", "tests/test_iam.py",
+                 "tests/runtime/test_topics.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -55,8 +55,16 @@ class InferenceResult(_Message):
 
 
 def message_key(uuid: str, seq: int) -> str:
-    """Kafka key: retries of one request land in the same partition."""
+    """Kafka key of a request and its result, ``<uuid>:<seq>``: retries of one request land in the same partition."""
     return f"{uuid}:{seq}"
+
+
+def parse_message_key(key: bytes) -> tuple[str, int] | None:
+    """The ``(uuid, seq)`` of a ``message_key`` as it travels (bytes); ``None`` for any other key."""
+    uuid, _, seq = key.rpartition(b":")
+    if not uuid or not seq.isdigit():  # bytes.isdigit: ASCII digits only
+        return None
+    return uuid.decode("utf-8", "replace"), int(seq)
 
 
 # HTTP bodies ---------------------------------------------------------------

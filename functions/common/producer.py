@@ -10,6 +10,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from .contracts import parse_message_key
+
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
@@ -20,10 +22,10 @@ def spread_partitioner(key: bytes | None, all_partitions: list[int], available: 
     land on consecutive partitions, so the consumers get equal shares (murmur2 of the whole key is only even
     on average: ~10% imbalance for 320 images over 4 partitions). Still a function of the key, so a retry
     lands where the first attempt did. Other keys: Kafka's default (murmur2)."""
-    if key is not None:
-        session, _, seq = key.rpartition(b":")
-        if session and seq.isdigit():
-            return all_partitions[((int(murmur2(session)) & 0x7FFFFFFF) + int(seq)) % len(all_partitions)]
+    parsed = None if key is None else parse_message_key(key)
+    if parsed is not None:
+        uuid, seq = parsed
+        return all_partitions[((int(murmur2(uuid.encode())) & 0x7FFFFFFF) + seq) % len(all_partitions)]
     return int(DefaultPartitioner()(key, all_partitions, available))
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from functions.common import api, resources
-from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, pydantic_response
+from functions.common.http_function import EXCEPTION_HANDLERS, ApiKeyMiddleware, pydantic_response
 from functions.common.metrics_http import MetricsMiddleware, metrics
 from functions.common.openapi import openapi
 from functions.common.params import ResultQuery, parse

@@ -14,15 +14,15 @@ PAGE_BUDGET_BYTES = 5 * 1024 * 1024
 
 
 async def results(
-    store: Store, session: str, seq_start: int, seq_end: int, max_range: int, budget: int = PAGE_BUDGET_BYTES
+    store: Store, uuid: str, seq_start: int, seq_end: int, max_range: int, budget: int = PAGE_BUDGET_BYTES
 ) -> ResultPage:
     """One page of the range: at most ``max_range`` stored seqs and ``budget`` bytes; ``nextSeq``: the first stored
     seq of the next page, when there is one (a sparse or huge range costs no empty pages)."""
     if seq_start > seq_end:
         raise BadRequest(f"seqStart ({seq_start}) must not be greater than seqEnd ({seq_end})")
-    if not await store.session_exists(session):
-        raise NotFound(f"unknown session {session}")
-    rows = await store.get_range(session, seq_start, seq_end, limit=max_range + 1)
+    if not await store.session_exists(uuid):
+        raise NotFound(f"unknown session {uuid}")
+    rows = await store.get_range(uuid, seq_start, seq_end, limit=max_range + 1)
     after = rows[max_range].seq if len(rows) > max_range else None
     items: list[ResultItem] = []
     pending: list[int] = []

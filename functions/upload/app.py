@@ -16,7 +16,13 @@ from starlette.types import Scope
 from functions.common import api, kafka_auth, resources
 from functions.common.contracts import MAX_SEQ, BatchAccepted, PresignedUpload, RegisterResponse
 from functions.common.errors import BadRequest, Misconfigured, NotFound, PayloadTooLarge
-from functions.common.http import EXCEPTION_HANDLERS, ApiKeyMiddleware, BodyLimitMiddleware, health, pydantic_response
+from functions.common.http_function import (
+    EXCEPTION_HANDLERS,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    health,
+    pydantic_response,
+)
 from functions.common.metrics_http import MetricsMiddleware
 from functions.common.params import BatchForm, ConfirmForm, ImageForm, UploadUrlForm, parse
 from functions.common.settings import get_settings

@@ -30,16 +30,16 @@ class Deps:
 
 
 async def register(deps: Deps) -> str:
-    session = str(uuid_lib.uuid4())
-    await deps.store.create_session(session)
-    return session
+    uuid = str(uuid_lib.uuid4())
+    await deps.store.create_session(uuid)
+    return uuid
 
 
 @dataclass(frozen=True)
 class Staged:
     """An upload checked and addressed, nothing stored yet."""
 
-    session: str
+    uuid: str
     seq: int
     topk: int
     data: bytes
@@ -48,14 +48,14 @@ class Staged:
     content_type: str
 
 
-def stage(settings: Settings, session: str, seq: int, topk: int, data: bytes) -> Staged:
+def stage(settings: Settings, uuid: str, seq: int, topk: int, data: bytes) -> Staged:
     """Check one image (4xx ``ServiceError`` if it is refused) and address it; no I/O."""
     # In the caller's thread: a Lambda execution environment serves one request at a time (locally: one thread per
     # instance), so a worker thread would only add a hop; full decodes are bounded per process (``validation``).
     info = inspect_image(data, ImageLimits.of(settings), settings.upload_decode_slots, settings.upload_decode_wait_s)
     digest = hashlib.sha256(data).hexdigest()
-    blob_key = f"{session}/{seq}-{digest[:16]}{info.extension}"  # content-addressed: a replay rewrites the same
-    return Staged(session, seq, topk, data, digest, blob_key, info.content_type)
+    blob_key = f"{uuid}/{seq}-{digest[:16]}{info.extension}"  # content-addressed: a replay rewrites the same
+    return Staged(uuid, seq, topk, data, digest, blob_key, info.content_type)
 
 
 def conflict(staged: Staged, row: RequestRow) -> Conflict | None:
@@ -70,12 +70,12 @@ def conflict(staged: Staged, row: RequestRow) -> Conflict | None:
     return None
 
 
-async def submit(deps: Deps, session: str, seq: int, topk: int, data: bytes) -> ImageAccepted:
+async def submit(deps: Deps, uuid: str, seq: int, topk: int, data: bytes) -> ImageAccepted:
     """Accept one image; identical re-submissions are idempotent, different bytes or topk for a taken seq conflict."""
-    return await accept(deps, stage(deps.settings, session, seq, topk, data))
+    return await accept(deps, stage(deps.settings, uuid, seq, topk, data))
 
 
-async def submit_batch(deps: Deps, session: str, seq_start: int, topk: int, blobs: list[bytes]) -> list[ImageAccepted]:
+async def submit_batch(deps: Deps, uuid: str, seq_start: int, topk: int, blobs: list[bytes]) -> list[ImageAccepted]:
     """All files or none: every file is checked, and every seq compared with what is stored, before any is stored.
 
     (Two clients writing the same seqs at the same moment can still interleave; each seq stays consistent.)
@@ -83,13 +83,13 @@ async def submit_batch(deps: Deps, session: str, seq_start: int, topk: int, blob
     staged = []
     for i, data in enumerate(blobs):
         try:
-            staged.append(stage(deps.settings, session, seq_start + i, topk, data))
+            staged.append(stage(deps.settings, uuid, seq_start + i, topk, data))
         except ServiceError as exc:
             exc.message = f"payload[{i}]: {exc.message}"
             raise
-    if not await deps.store.session_exists(session):
-        raise NotFound(f"unknown session {session}; POST /register first")
-    stored = {row.seq: row for row in await deps.store.get_range(session, seq_start, seq_start + len(blobs) - 1)}
+    if not await deps.store.session_exists(uuid):
+        raise NotFound(f"unknown session {uuid}; POST /register first")
+    stored = {row.seq: row for row in await deps.store.get_range(uuid, seq_start, seq_start + len(blobs) - 1)}
     for i, item in enumerate(staged):
         if item.seq in stored and (refused := conflict(item, stored[item.seq])) is not None:
             raise Conflict(f"payload[{i}]: {refused.message}")
@@ -101,13 +101,13 @@ async def accept(deps: Deps, staged: Staged) -> ImageAccepted:
     await deps.blobs.put(staged.blob_key, staged.data, staged.content_type)  # exists before the row points to it
     now = time.time()
     row = RequestRow(
-        staged.session, staged.seq, staged.topk, staged.blob_key, staged.digest, staged.content_type, submitted_at=now
+        staged.uuid, staged.seq, staged.topk, staged.blob_key, staged.digest, staged.content_type, submitted_at=now
     )
     try:
         row, created = await deps.store.add_request(row)
     except UnknownSession:
         await deps.blobs.delete(staged.blob_key)
-        raise NotFound(f"unknown session {staged.session}; POST /register first") from None
+        raise NotFound(f"unknown session {staged.uuid}; POST /register first") from None
     if (refused := conflict(staged, row)) is not None:
         if row.content_hash != staged.digest:
             await deps.blobs.delete(staged.blob_key)  # ours, not the stored image's (the keys differ by digest)
@@ -122,7 +122,7 @@ async def accept(deps: Deps, staged: Staged) -> ImageAccepted:
         except BaseException:
             await deps.store.release_publish(row.uuid, row.seq)  # the next replay (or the sweeper) publishes
             raise
-    return ImageAccepted(uuid=staged.session, seq=staged.seq, status=row.status)
+    return ImageAccepted(uuid=staged.uuid, seq=staged.seq, status=row.status)
 
 
 async def publish(deps: Deps, row: RequestRow) -> None:

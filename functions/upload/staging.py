@@ -48,23 +48,23 @@ class Staging:
                         "region_name": "us-east-1"}  # fmt: skip
         return cls(parsed.netloc, parsed.path.strip("/"), boto3.client("s3", **options))
 
-    def key_prefix(self, session: str, seq: int) -> str:
-        return f"{self.prefix}/{session}/{seq}-" if self.prefix else f"{session}/{seq}-"
+    def key_prefix(self, uuid: str, seq: int) -> str:
+        return f"{self.prefix}/{uuid}/{seq}-" if self.prefix else f"{uuid}/{seq}-"
 
-    def presign(self, session: str, seq: int, max_bytes: int, expires_s: int) -> dict[str, Any]:
+    def presign(self, uuid: str, seq: int, max_bytes: int, expires_s: int) -> dict[str, Any]:
         """A presigned POST for one new key of this (session, seq); no network call."""
-        key = self.key_prefix(session, seq) + secrets.token_urlsafe(16)
+        key = self.key_prefix(uuid, seq) + secrets.token_urlsafe(16)
         post = self.client.generate_presigned_post(
             self.bucket, key, Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires_s
         )
         return {"url": post["url"], "fields": post["fields"], "key": key}
 
-    async def take(self, session: str, seq: int, key: str, max_bytes: int) -> bytes:
+    async def take(self, uuid: str, seq: int, key: str, max_bytes: int) -> bytes:
         """The staged image of ``key`` (which must be one presigned for this session and seq), then deleted."""
-        prefix = self.key_prefix(session, seq)
+        prefix = self.key_prefix(uuid, seq)
         if not key.startswith(prefix) or not _TOKEN.fullmatch(key[len(prefix) :]):
             # Well-formed input naming something that does not exist here: not found, like an expired upload.
-            raise NotFound(f"field 'key' is not an upload key of session {session} seq {seq}")
+            raise NotFound(f"field 'key' is not an upload key of session {uuid} seq {seq}")
         return await asyncio.to_thread(self._take, key, max_bytes)
 
     def _take(self, key: str, max_bytes: int) -> bytes:

@@ -9,7 +9,7 @@ from itertools import pairwise
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
-from functions.common.contracts import message_key
+from functions.common.contracts import message_key, parse_message_key
 from functions.common.producer import Producer, spread_partitioner
 from runtime.broker import ensure_topics
 from tests.helpers import unique
@@ -23,6 +23,13 @@ def test_spread_partitioner_is_round_robin_per_session_and_stable() -> None:
     assert Counter(chosen) == dict.fromkeys(partitions, 10)
     assert all(b == (a + 1) % 4 for a, b in pairwise(chosen))  # consecutive seqs alternate
     assert chosen == [spread_partitioner(message_key(SESSION, s).encode(), partitions, []) for s in range(40)]
+
+
+def test_a_message_key_is_read_back_as_written_and_nothing_else_is_one() -> None:
+    assert parse_message_key(message_key(SESSION, 0).encode()) == (SESSION, 0)
+    assert parse_message_key(message_key(SESSION, 2**31 - 1).encode()) == (SESSION, 2**31 - 1)
+    for other in (b"", b"x", b":1", b"u:", b"u:-1", b"u:1.5", "u:\u00b2".encode(), b"u: 1"):
+        assert parse_message_key(other) is None, other
 
 
 def test_other_keys_fall_back_to_kafkas_default_hash() -> None:

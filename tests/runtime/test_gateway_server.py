@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from runtime.gateway import ApiGateway
-from runtime.http_server import server_for
+from runtime.gateway_server import server_for
 from runtime.invoker import LocalFunction
 from runtime.launcher import launched
 from runtime.sockets import listening_socket
