@@ -16,7 +16,7 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.common import ROOT, table
+from bench.common import ROOT, save_json, table
 from runtime.broker import EmbeddedBroker, ensure_topics
 
 _PROBE = r"""
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     results = run(args.repeat, args.model)
     print(report(results, args.repeat))
+    save_json("cold_start", results)
     return results
 
 

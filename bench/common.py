@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -39,6 +40,41 @@ def photos(n: int, seed: int = 1) -> list[bytes]:
         resized.crop((left, top, w - left, h - top)).save(buffer, format="JPEG", quality=rng.choice((80, 90, 95)))
         out.append(buffer.getvalue())
     return out
+
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def save_json(name: str, result: Any) -> Path:
+    """``bench/results/<name>.json``: the result with when and where it was measured (tuple keys as ``a/b/c``)."""
+    import json
+    import os
+    import platform
+    from datetime import UTC, datetime
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {"/".join(map(str, k)) if isinstance(k, tuple) else str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    stamped = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "result": plain(result)}  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(stamped, indent=2) + "\n")
+    return path
+
+
+def engine(threads: int = 1) -> Any:
+    """The inference engine the service runs by default (settings' INFER_BACKEND / INFER_PRECISION), cached where
+    the runtime keeps it: the limit and the pipeline measure the same engine."""
+    from functions.common.settings import DEFAULT_HOME, Settings
+    from functions.infer.engines import EngineSpec
+
+    settings = Settings()
+    return EngineSpec(settings.infer_backend, settings.infer_precision, DEFAULT_HOME / "engines", threads=threads)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from bench import client
-from bench.common import PHOTOS, local_stack, percentile, table
+from bench.common import PHOTOS, local_stack, percentile, save_json, table
 
 
 def small_photo() -> bytes:
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     result = run(args.uploads, args.queries, args.concurrency, args.http_processes)
     print(report(result, args.concurrency))
+    save_json("http_load", result)
     return result
 
 

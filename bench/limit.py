@@ -16,7 +16,7 @@ import time
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
-from bench.common import photos, table
+from bench.common import engine, photos, save_json, table
 
 LAYOUTS = ((1, 2), (2, 1))  # processes x threads that fit 2 cores (2 x 2 would oversubscribe)
 
@@ -27,7 +27,7 @@ def _worker(images: list[bytes], batch: int, threads: int, model: str, barrier: 
     from functions.common.image_limits import ImageLimits
     from functions.infer.catalog import ModelSpec, load_classifier
 
-    classifier = load_classifier(ModelSpec(model, "random", threads=threads))
+    classifier = load_classifier(ModelSpec(model, "random", threads=threads, engine=engine(threads)))
     warm = torch.stack([classifier.preprocess(images[0], ImageLimits())] * min(batch, 2))
     classifier.predict(warm, [1] * len(warm))
     barrier.wait()
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[int, int, int], float]:
     args = parser.parse_args(argv)
     results = run(args.images, args.model)
     print(report(results, os.cpu_count() or 1))
+    save_json("limit", results)
     return results
 
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import photos, table
+from bench.common import photos, save_json, table
 from runtime.broker import EmbeddedBroker, ensure_topics
 from runtime.template import load_template
 
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     else:
         result = run(args.images, args.batch, args.model)
         print(report(result))
+        save_json("memory", result)
     return result
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import client
-from bench.common import local_stack, percentile, photos, table
+from bench.common import engine, local_stack, percentile, photos, save_json, table
 
 
 async def _upload(http: Any, session: str, seq: int, data: bytes) -> None:
@@ -93,7 +93,7 @@ def model_time_per_image(images: list[bytes], model: str) -> float:
     from functions.common.image_limits import ImageLimits
     from functions.infer.catalog import ModelSpec, load_classifier
 
-    classifier = load_classifier(ModelSpec(model, "random", threads=1))
+    classifier = load_classifier(ModelSpec(model, "random", threads=1, engine=engine(1)))
     times = []
     for data in images:
         started = time.perf_counter()
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     result = run(args.images, args.concurrency, args.low_load, args.model)
     print(report(result))
+    save_json("pipeline", result)
     return result
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench import client
-from bench.common import photos, table
+from bench.common import photos, save_json, table
 from runtime.broker import free_port
 from runtime.launcher import wait_until_ok
 
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     result = run(args.images, args.workers, args.batch, args.concurrency)
     print(report(result))
+    save_json("torchserve_peer", result)
     return result
 
 

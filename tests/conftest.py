@@ -34,6 +34,16 @@ def _close_lambda_loop() -> Iterator[None]:
     LAMBDA_LOOP.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every function and stack of the run keeps its exported inference engines in one folder (as one machine
+    would): a model is exported once per run, not once per stack. Tests of the cache itself pass their own."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INFER_ENGINE_CACHE", str(tmp_path_factory.mktemp("engines")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def lambda_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """The loop Mangum handlers run on, current for this (synchronous) test."""

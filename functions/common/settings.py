@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     infer_max_batch: int = Field(default=8, gt=0)
     infer_threads: int = Field(default=1, gt=0)
     infer_decode_workers: int = Field(default=2, gt=0)
+    # functions.infer.engines: checked when the model loads, which names what is valid (bench/accuracy.py chose it)
+    infer_backend: str = "onnxruntime"  # torch | onnxruntime
+    infer_precision: str = "fp32"  # fp32 | bf16 (torch) | int8 (onnxruntime)
+    infer_engine_cache: str = ""  # where exported engines are kept; empty: .faasinfer/engines
+    infer_calibration_dir: str = ""  # int8: photos to calibrate on; empty: the demo photos of a checkout
 
     @classmethod
     def settings_customise_sources(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from functions.common import kafka_auth, resources
@@ -11,10 +12,12 @@ from functions.common.contracts import InferenceRequest
 from functions.common.image_limits import ImageLimits
 from functions.common.kafka_event import parse_messages
 from functions.common.outcomes import retrying, send_dead_letters, sort_records
-from functions.common.settings import get_settings
+from functions.common.settings import DEFAULT_HOME, Settings, get_settings
 
 from . import service
+from .calibration import CALIBRATION_SEED, DEMO_PHOTOS, augmented
 from .catalog import ModelSpec, load_classifier
+from .engines import CALIBRATION_IMAGES, EngineSpec
 from .model import Classifier, ModelUnavailable
 
 # Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
@@ -30,16 +33,28 @@ def classifier() -> Classifier:
     """Loaded once per process (cold start), reused by every invocation."""
     global _classifier
     if _classifier is None:
-        settings = get_settings()
-        spec = ModelSpec(
-            model=settings.infer_model,
-            weights=settings.infer_weights,
-            labels=settings.infer_labels or None,
-            fallback=settings.infer_fallback or None,
-            threads=settings.infer_threads,
-        )
-        _classifier = load_classifier(spec)
+        _classifier = load_classifier(model_spec(get_settings()))
     return _classifier
+
+
+def model_spec(settings: Settings) -> ModelSpec:
+    """The model, its weights and the engine it runs on, as the settings configure them."""
+    calibration = Path(settings.infer_calibration_dir) if settings.infer_calibration_dir else DEMO_PHOTOS
+    engine = EngineSpec(
+        backend=settings.infer_backend,
+        precision=settings.infer_precision,
+        cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else DEFAULT_HOME / "engines",
+        calibration=lambda: augmented(calibration, CALIBRATION_IMAGES, seed=CALIBRATION_SEED),
+        threads=settings.infer_threads,
+    )
+    return ModelSpec(
+        model=settings.infer_model,
+        weights=settings.infer_weights,
+        labels=settings.infer_labels or None,
+        fallback=settings.infer_fallback or None,
+        threads=settings.infer_threads,
+        engine=engine,
+    )
 
 
 def init() -> None:

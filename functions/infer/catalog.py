@@ -16,7 +16,7 @@ import contextlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
+from .engines import AS_LOADED, EngineSpec, on_engine
 from .labels import IMAGENET_CATEGORIES, read_labels
 from .model import Classifier, ModelUnavailable
 
@@ -50,6 +51,7 @@ class ModelSpec:
     labels: str | None = None  # JSON file: a list, or TorchServe's index_to_name.json
     fallback: str | None = PACKAGED  # loaded when torchvision's weights cannot be had; None: fail instead
     threads: int = 1
+    engine: EngineSpec = AS_LOADED  # the function's engine comes from its settings (app.py)
 
 
 @cache
@@ -76,7 +78,12 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         log.warning("%s; using the packaged %s instead (INFER_FALLBACK)", exc.args[0].split(". ")[0], spec.fallback)
         classifier = _load(spec.fallback, "DEFAULT", None)
     _check_fits(classifier, spec)
-    log.info("model %s loaded (%d classes, %d threads)", classifier.name, len(classifier.labels), spec.threads)
+    classifier = on_engine(classifier, replace(spec.engine, threads=spec.threads))
+    _check_fits(classifier, spec)
+    log.info(
+        "model %s loaded on %s (%d classes, %d threads)",
+        classifier.name, classifier.engine, len(classifier.labels), spec.threads,
+    )  # fmt: skip
     return classifier
 
 

@@ -40,6 +40,7 @@ class Classifier:
     transform: Callable[[Image.Image], torch.Tensor]
 
     short_side: int = 256  # what ``transform`` resizes the short side to (its input needs no more detail)
+    engine: str = "torch/fp32"  # backend/precision the network runs on (``engines``)
 
     def preprocess(self, data: bytes, limits: ImageLimits) -> torch.Tensor:
         """Decode with Pillow, no larger than twice the transform's short side (a JPEG decodes at 1/2..1/8 scale

@@ -20,7 +20,10 @@ def test_run_all_quick_prints_every_table() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    kept = {p.name: p.stat().st_mtime for p in (ROOT / "bench" / "results").iterdir()}
     for title in (
+        "efficientnet_lite0:DEFAULT: 16 augmented photos",
+        "Decode + preprocess",
         "Model limit",
         "Pipeline end to end",
         "HTTP functions",
@@ -31,6 +34,8 @@ def test_run_all_quick_prints_every_table() -> None:
         assert f"## {title}" in done.stdout, done.stdout
     assert "pipeline / best limit layout" in done.stdout
     assert "torch loaded" in done.stdout and " upload " in done.stdout
+    assert "default engine, top-1 agreement with eager fp32" in done.stdout
+    assert {p.name: p.stat().st_mtime for p in (ROOT / "bench" / "results").iterdir()} == kept  # quick: not kept
 
 
 def test_hostile_bench_prints_each_image_and_flood(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ is out of reach of this network): the image build itself and the +cpu wheels (RE
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from runtime.template import load_template
@@ -74,11 +76,53 @@ def test_every_requirement_resolves_for_the_image_platform_and_python(tmp_path: 
     assert sorted((m["name"], m["version"]) for m in pinned) == [("torch", "2.14.1"), ("torchvision", "0.29.1")]
 
 
-def test_the_build_step_that_fetches_weights_loads_a_model(tmp_path: Path) -> None:
-    step = re.search(r'^RUN cd \$\{LAMBDA_TASK_ROOT\} && python -c "(.*?)"$', DOCKERFILE, re.M | re.S)
-    assert step is not None
-    code = step.group(1).replace("\\\n", "").replace("${INFER_MODEL}", "efficientnet_lite0")
-    code = code.replace("${INFER_WEIGHTS}", "DEFAULT")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _prepare(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "functions.infer.prepare"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_build_step_that_fetches_weights_loads_a_model_and_exports_its_engine(tmp_path: Path) -> None:
+    step = re.search(r"^RUN cd \$\{LAMBDA_TASK_ROOT\} && (.*?)$", DOCKERFILE, re.M)
+    assert step is not None and step.group(1).endswith("\\")  # continued: the variables, then the command
+    command = re.search(r"^\s+(.*python -m functions\.infer\.prepare)$", DOCKERFILE, re.M)
+    assert command is not None and "INFER_FALLBACK=" in step.group(1)  # no fallback at build
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "INFER_FALLBACK": "", "INFER_MODEL": "efficientnet_lite0",
+           "INFER_WEIGHTS": "DEFAULT", "INFER_BACKEND": "onnxruntime", "INFER_PRECISION": "fp32",
+           "INFER_ENGINE_CACHE": str(tmp_path / "engines")}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "functions.infer.prepare"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "model efficientnet_lite0:packaged loaded" in done.stderr or done.stderr == ""
+    assert "prepared efficientnet_lite0:packaged on onnxruntime/fp32" in done.stderr
+    assert [p.suffix for p in (tmp_path / "engines").iterdir()] == [".onnx"]
+    again = _prepare(env)
+    assert again.returncode == 0 and "built" not in again.stderr  # the second start reads the baked engine
+
+
+def test_the_build_step_fails_rather_than_ship_a_fallback_engine(tmp_path: Path) -> None:
+    import torch
+
+    script = tmp_path / "own.pt"  # TorchScript: loads on torch, torch.onnx.export does not take it
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated: creating a file warns
+        torch.jit.save(torch.jit.script(network), str(script))
+    labels = tmp_path / "labels.json"
+    labels.write_text('["a", "b"]')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "INFER_FALLBACK": "", "INFER_MODEL": str(script),
+           "INFER_LABELS": str(labels), "INFER_ENGINE_CACHE": str(tmp_path / "engines")}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "functions.infer.prepare"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "cannot be built" in done.stderr and "not on the configured onnxruntime/fp32" in done.stderr
