@@ -13,16 +13,13 @@ a test reads this file).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import table
+from bench.common import save_json, table
 
 GATE = 0.99
 EVAL_SEED = 1
@@ -120,8 +117,6 @@ def run(images: int, seconds: float, threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         models = [measure_model(m, w, images, seconds, threads, Path(tmp)) for m, w in models_here()]
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.processor() or '?'}",
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
         "gate_top1_agreement": GATE, "threads": threads, "batch": BATCH,
         "models": models, "default": default_of(models),
@@ -153,8 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     out = run(args.images, args.seconds, args.threads)
     print(report(out))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    save_json("accuracy", out, args.json)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def photos(n: int, seed: int = 1) -> list[bytes]:
 RESULTS = ROOT / "bench" / "results"
 
 
-def save_json(name: str, result: Any) -> Path:
-    """``bench/results/<name>.json``: the result with when and where it was measured (tuple keys as ``a/b/c``)."""
+def save_json(name: str, result: Any, path: Path | None = None) -> Path:
+    """``bench/results/<name>.json`` (or ``path``): the result under ``result``, with when and where it was
+    measured (tuple keys written as ``a/b/c``)."""
     import json
     import os
     import platform
@@ -61,8 +62,8 @@ def save_json(name: str, result: Any) -> Path:
 
     stamped = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores", "result": plain(result)}  # fmt: skip
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stamped, indent=2) + "\n")
     return path
 

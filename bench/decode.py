@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import photos, table
+from bench.common import photos, save_json, table
 
 RESULTS = Path("bench/results/decode.json")
 
@@ -83,8 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     out = run(args.images, args.rounds)
     print(report(out))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    save_json("decode", out, args.json)
 
 
 if __name__ == "__main__":
