@@ -79,6 +79,10 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         classifier = _load(spec.fallback, "DEFAULT", None)
     _check_fits(classifier, spec)
     classifier = on_engine(classifier, replace(spec.engine, threads=spec.threads))
+    if not classifier.engine.startswith("torch/"):
+        # The session owns the threads; torch only normalises and ranks, and an idle OpenMP pool of its own would
+        # spin on the cores the session needs (13% of onnxruntime's throughput at 2 threads, bench/accuracy.py).
+        torch.set_num_threads(1)
     _check_fits(classifier, spec)
     log.info(
         "model %s loaded on %s (%d classes, %d threads)",

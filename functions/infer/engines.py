@@ -83,7 +83,7 @@ def on_engine(classifier: Classifier, spec: EngineSpec) -> Classifier:
                 classifier.name, backend, precision, _short(exc), *wanted,
             )  # fmt: skip
             continue
-        return replace(classifier, net=net, engine=f"{backend}/{precision}")
+        return replace(classifier, net=net, engine=f"{backend}/{precision}", channels_last=backend == "torch")
     raise AssertionError("unreachable")
 
 

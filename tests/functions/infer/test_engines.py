@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,17 @@ def test_the_default_engine_is_the_fastest_that_passed_the_accuracy_gate() -> No
     assert (settings.infer_backend, settings.infer_precision) == (fastest["backend"], fastest["precision"])
     assert gate["default"] == {"backend": fastest["backend"], "precision": fastest["precision"]}
     assert gate["models"][0]["eval_images"] >= 400
+
+
+def test_an_onnxruntime_engine_gets_plain_batches_and_the_threads(tiny_weights: Path, tmp_path: Path) -> None:
+    """No channels-last copy for the session to undo, and torch keeps one thread: its idle pool would spin on the
+    cores the session's threads need."""
+    engine = replace(_engine("onnxruntime", "fp32", tmp_path), threads=2)
+    classifier = load_classifier(ModelSpec("resnet18", str(tiny_weights), threads=2, engine=engine))
+    assert not classifier.channels_last and torch.get_num_threads() == 1
+    seen: list[torch.Tensor] = []
+    spy = replace(classifier, net=lambda batch: seen.append(batch) or classifier.net(batch))
+    spy.predict(_batch(classifier), [1] * 5)
+    assert seen[0].is_contiguous() and not seen[0].is_contiguous(memory_format=torch.channels_last)
+    eager = load_classifier(ModelSpec("resnet18", str(tiny_weights), threads=2))
+    assert eager.channels_last and torch.get_num_threads() == 2
