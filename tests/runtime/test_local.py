@@ -38,8 +38,12 @@ def _start_and_wait_for_exit(workdir: Path, env: dict[str, str]) -> tuple[int, s
         ({"INFER_MODEL": "resnet19"}, "cannot start: INFER_MODEL='resnet19' is not a model this service knows"),
         ({"INFER_MODEL": "resnet34", "INFER_WEIGHTS": "{tiny}"}, "{tiny} does not fit INFER_MODEL=resnet34"),
         ({"INFER_MODEL": "resnet18", "INFER_WEIGHTS": "{tiny}", "INFER_LABELS": "{labels}"}, "{tiny} does not fit"),
+        (
+            {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": "{tiny}", "INFER_PRECISION": "fp16"},
+            "cannot start: INFER_PRECISION='fp16' is not a precision: one of fp32, bf16, int8",
+        ),
     ],
-    ids=["unknown-model", "weights-of-another-architecture", "labels-of-the-wrong-length"],
+    ids=["unknown-model", "weights-of-another-architecture", "labels-of-the-wrong-length", "unknown-precision"],
 )
 def test_a_model_that_cannot_load_stops_the_runtime_before_it_serves(
     tmp_path: Path, tiny_weights: Path, env: dict[str, str], message: str
