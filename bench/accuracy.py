@@ -16,6 +16,7 @@ import argparse
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from bench.common import save_json, table
 GATE = 0.99
 EVAL_SEED = 1
 BATCH = 8
-RESULTS = Path("bench/results/accuracy.json")
 # Torchvision models measured when their weights are already in the torch hub cache (nothing is downloaded).
 CACHED_CANDIDATES = ("resnet18", "resnet50", "mobilenet_v3_large")
 
@@ -64,19 +64,21 @@ def measure_model(model: str, weights: str, images: int, seconds: float, threads
     import torch
 
     from functions.common.image_limits import ImageLimits
-    from functions.infer.calibration import CALIBRATION_SEED, DEMO_PHOTOS, augmented
+    from functions.common.settings import Settings
+    from functions.infer.app import engine_spec
+    from functions.infer.calibration import DEMO_PHOTOS, augmented
     from functions.infer.catalog import ModelSpec, load_classifier
-    from functions.infer.engines import CALIBRATION_IMAGES, SUPPORTED, EngineSpec
+    from functions.infer.engines import SUPPORTED
 
     photos = augmented(DEMO_PHOTOS, images, seed=EVAL_SEED)
-    calibration = lambda: augmented(DEMO_PHOTOS, CALIBRATION_IMAGES, seed=CALIBRATION_SEED)  # noqa: E731
+    configured = replace(engine_spec(Settings()), cache_dir=cache)  # the service's calibration, a fresh cache
     reference = load_classifier(ModelSpec(model, weights, fallback=None, threads=threads))
     batch = torch.stack([reference.preprocess(data, ImageLimits()) for data in photos])
     expected = _logits(reference, batch)
     top1, top5 = expected.argmax(1), expected.topk(5).indices
     rows = []
     for backend, precision in sorted(SUPPORTED, key=lambda c: (c[0] != "torch", c[1] != "fp32", c)):
-        engine = EngineSpec(backend, precision, cache, calibration)
+        engine = replace(configured, backend=backend, precision=precision)
         classifier = load_classifier(ModelSpec(model, weights, fallback=None, threads=threads, engine=engine))
         if classifier.engine != f"{backend}/{precision}":
             rows.append({"backend": backend, "precision": precision, "built": False})
@@ -142,7 +144,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=10.0, help="steady forward passes per combination")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=Path, help="where to write the result (default: bench/results/accuracy.json)")
     args = parser.parse_args()
     out = run(args.images, args.seconds, args.threads)
     print(report(out))

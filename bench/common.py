@@ -68,14 +68,13 @@ def save_json(name: str, result: Any, path: Path | None = None) -> Path:
     return path
 
 
-def engine(threads: int = 1) -> Any:
-    """The inference engine the service runs by default (settings' INFER_BACKEND / INFER_PRECISION), cached where
-    the runtime keeps it: the limit and the pipeline measure the same engine."""
-    from functions.common.settings import DEFAULT_HOME, Settings
-    from functions.infer.engines import EngineSpec
+def engine() -> Any:
+    """The inference engine the service runs by default (settings' INFER_BACKEND / INFER_PRECISION, where the
+    runtime keeps it): the limit and the pipeline measure the same engine."""
+    from functions.common.settings import Settings
+    from functions.infer.app import engine_spec
 
-    settings = Settings()
-    return EngineSpec(settings.infer_backend, settings.infer_precision, DEFAULT_HOME / "engines", threads=threads)
+    return engine_spec(Settings())
 
 
 def percentile(values: Sequence[float], q: float) -> float:

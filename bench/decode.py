@@ -19,8 +19,6 @@ from typing import Any
 
 from bench.common import photos, save_json, table
 
-RESULTS = Path("bench/results/decode.json")
-
 
 def _full_decode(classifier: Any, data: bytes) -> Any:
     from PIL import Image, ImageOps
@@ -78,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=Path, help="where to write the result (default: bench/results/decode.json)")
     args = parser.parse_args()
     out = run(args.images, args.rounds)
     print(report(out))

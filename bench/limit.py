@@ -27,7 +27,7 @@ def _worker(images: list[bytes], batch: int, threads: int, model: str, barrier: 
     from functions.common.image_limits import ImageLimits
     from functions.infer.catalog import ModelSpec, load_classifier
 
-    classifier = load_classifier(ModelSpec(model, "random", threads=threads, engine=engine(threads)))
+    classifier = load_classifier(ModelSpec(model, "random", threads=threads, engine=engine()))
     warm = torch.stack([classifier.preprocess(images[0], ImageLimits())] * min(batch, 2))
     classifier.predict(warm, [1] * len(warm))
     barrier.wait()

@@ -93,7 +93,7 @@ def model_time_per_image(images: list[bytes], model: str) -> float:
     from functions.common.image_limits import ImageLimits
     from functions.infer.catalog import ModelSpec, load_classifier
 
-    classifier = load_classifier(ModelSpec(model, "random", threads=1, engine=engine(1)))
+    classifier = load_classifier(ModelSpec(model, "random", threads=1, engine=engine()))
     times = []
     for data in images:
         started = time.perf_counter()

@@ -39,21 +39,23 @@ def classifier() -> Classifier:
 
 def model_spec(settings: Settings) -> ModelSpec:
     """The model, its weights and the engine it runs on, as the settings configure them."""
-    calibration = Path(settings.infer_calibration_dir) if settings.infer_calibration_dir else DEMO_PHOTOS
-    engine = EngineSpec(
-        backend=settings.infer_backend,
-        precision=settings.infer_precision,
-        cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else DEFAULT_HOME / "engines",
-        calibration=lambda: augmented(calibration, CALIBRATION_IMAGES, seed=CALIBRATION_SEED),
-        threads=settings.infer_threads,
-    )
     return ModelSpec(
         model=settings.infer_model,
         weights=settings.infer_weights,
         labels=settings.infer_labels or None,
         fallback=settings.infer_fallback or None,
-        threads=settings.infer_threads,
-        engine=engine,
+        threads=settings.infer_threads,  # the engine's threads too (``load_classifier``)
+        engine=engine_spec(settings),
+    )
+
+
+def engine_spec(settings: Settings) -> EngineSpec:
+    calibration = Path(settings.infer_calibration_dir) if settings.infer_calibration_dir else DEMO_PHOTOS
+    return EngineSpec(
+        backend=settings.infer_backend,
+        precision=settings.infer_precision,
+        cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else DEFAULT_HOME / "engines",
+        calibration=lambda: augmented(calibration, CALIBRATION_IMAGES, seed=CALIBRATION_SEED),
     )
 
 

@@ -78,12 +78,13 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         log.warning("%s; using the packaged %s instead (INFER_FALLBACK)", exc.args[0].split(". ")[0], spec.fallback)
         classifier = _load(spec.fallback, "DEFAULT", None)
     _check_fits(classifier, spec)
-    classifier = on_engine(classifier, replace(spec.engine, threads=spec.threads))
+    loaded, classifier = classifier, on_engine(classifier, replace(spec.engine, threads=spec.threads))
     if not classifier.engine.startswith("torch/"):
         # The session owns the threads; torch only normalises and ranks, and an idle OpenMP pool of its own would
         # spin on the cores the session needs (13% of onnxruntime's throughput at 2 threads, bench/accuracy.py).
         torch.set_num_threads(1)
-    _check_fits(classifier, spec)
+    if classifier.net is not loaded.net:  # an engine of its own (exported, quantized, autocast): checked too
+        _check_fits(classifier, spec)
     log.info(
         "model %s loaded on %s (%d classes, %d threads)",
         classifier.name, classifier.engine, len(classifier.labels), spec.threads,

@@ -94,12 +94,15 @@ def _short(exc: BaseException) -> str:
 def _build(classifier: Classifier, backend: str, precision: str, spec: EngineSpec) -> Callable[[torch.Tensor], Any]:
     if backend == "torch":
         return classifier.net if precision == "fp32" else _Bf16(classifier.net)
-    fp32 = _cached(classifier, "fp32", spec, lambda path: _export(classifier, path))
-    if precision == "int8":
-        return _OrtNet(
-            _cached(classifier, "int8", spec, lambda path: _quantize(fp32, path, classifier, spec)), spec.threads
-        )
-    return _OrtNet(fp32, spec.threads)
+    module = _module(classifier)
+    weights = _weights_digest(module)
+    fp32 = _cached(classifier.name, "fp32", weights, spec.cache_dir, lambda path: _export(classifier, module, path))
+    if precision == "fp32":
+        return _OrtNet(fp32, spec.threads)
+    photos = _calibration(spec)  # made once: the file's key and the quantization both need them
+    key = weights + "".join(hashlib.sha256(data).hexdigest() for data in photos)
+    int8 = _cached(classifier.name, "int8", key, spec.cache_dir, lambda path: _quantize(fp32, path, classifier, photos))
+    return _OrtNet(int8, spec.threads)
 
 
 class _Bf16:
@@ -132,11 +135,15 @@ class _OrtNet:
         return torch.from_numpy(self.session.run(None, {self.input: array})[0])
 
 
-def _cached(classifier: Classifier, precision: str, spec: EngineSpec, make: Callable[[Path], None]) -> Path:
-    """The engine file for this model, weights and precision: built once (atomically: workers start together).
-    A cache folder that cannot be written (a read-only image) is read, and files are built in the temp folder."""
-    name = f"{_slug(classifier.name)}-{precision}-{_key(classifier, precision, spec)}.onnx"
-    folders = (spec.cache_dir, Path(tempfile.gettempdir()) / "faasinfer-engines")
+def _cached(name: str, precision: str, depends_on: str, cache_dir: Path, make: Callable[[Path], None]) -> Path:
+    """The engine file of model ``name`` at ``precision``, keyed by what it ``depends_on`` and the libraries: built
+    once (atomically: workers start together). A cache folder that cannot be written (a read-only image) is read,
+    and files are built in the temp folder."""
+    import onnxruntime
+
+    versions = f"{torch.__version__} {onnxruntime.__version__} {precision} {depends_on}"
+    name = f"{_slug(name)}-{precision}-{hashlib.sha256(versions.encode()).hexdigest()[:16]}.onnx"
+    folders = (cache_dir, Path(tempfile.gettempdir()) / "faasinfer-engines")
     for folder in folders:
         if (folder / name).is_file():
             log.debug("engine %s from the cache", folder / name)
@@ -164,32 +171,28 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
 
 
-def _key(classifier: Classifier, precision: str, spec: EngineSpec) -> str:
-    """Digest of what the file depends on: the weights themselves, the libraries, the calibration set."""
-    import onnxruntime
-
-    digest = hashlib.sha256(f"{torch.__version__} {onnxruntime.__version__} {precision}".encode())
-    module = classifier.net if isinstance(classifier.net, torch.nn.Module) else None
-    if module is None:
+def _module(classifier: Classifier) -> torch.nn.Module:
+    if not isinstance(classifier.net, torch.nn.Module):
         raise ModelUnavailable(f"{classifier.name}: not a torch module, nothing to export")
+    return classifier.net
+
+
+def _weights_digest(module: torch.nn.Module) -> str:
+    """The weights themselves, not their file's name: two state dicts of one name get two engines."""
+    digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    if precision == "int8":
-        for data in _calibration(spec):
-            digest.update(hashlib.sha256(data).digest())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
-def _export(classifier: Classifier, path: Path) -> None:
-    if not isinstance(classifier.net, torch.nn.Module):
-        raise ModelUnavailable(f"{classifier.name}: not a torch module, nothing to export")
+def _export(classifier: Classifier, module: torch.nn.Module, path: Path) -> None:
     sample = classifier.transform(_grey()).unsqueeze(0).repeat(2, 1, 1, 1)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # The exporter narrates its steps on stdout/stderr: kept off the console (failures raise with the reason).
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         program = torch.onnx.export(
-            classifier.net, (sample,), None, input_names=["input"], output_names=["logits"],
+            module, (sample,), None, input_names=["input"], output_names=["logits"],
             dynamo=True, dynamic_shapes=({0: batch},), verbose=False,
         )  # fmt: skip
         if program is None:
@@ -197,12 +200,12 @@ def _export(classifier: Classifier, path: Path) -> None:
         program.save(str(path))
 
 
-def _quantize(fp32: Path, path: Path, classifier: Classifier, spec: EngineSpec) -> None:
-    """Static QDQ int8 (per-channel weights, MinMax activation ranges) calibrated on ``spec.calibration``."""
+def _quantize(fp32: Path, path: Path, classifier: Classifier, photos: Sequence[bytes]) -> None:
+    """Static QDQ int8 (per-channel weights, MinMax activation ranges) calibrated on ``photos``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    tensors = [classifier.preprocess(data, ImageLimits()).unsqueeze(0).numpy() for data in _calibration(spec)]
+    tensors = [classifier.preprocess(data, ImageLimits()).unsqueeze(0).numpy() for data in photos]
 
     class Photos(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:

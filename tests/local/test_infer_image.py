@@ -89,14 +89,7 @@ def test_the_build_step_that_fetches_weights_loads_a_model_and_exports_its_engin
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INFER_FALLBACK": "", "INFER_MODEL": "efficientnet_lite0",
            "INFER_WEIGHTS": "DEFAULT", "INFER_BACKEND": "onnxruntime", "INFER_PRECISION": "fp32",
            "INFER_ENGINE_CACHE": str(tmp_path / "engines")}  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "functions.infer.prepare"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _prepare(env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "prepared efficientnet_lite0:packaged on onnxruntime/fp32" in done.stderr
     assert [p.suffix for p in (tmp_path / "engines").iterdir()] == [".onnx"]
@@ -116,13 +109,6 @@ def test_the_build_step_fails_rather_than_ship_a_fallback_engine(tmp_path: Path)
     labels.write_text('["a", "b"]')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INFER_FALLBACK": "", "INFER_MODEL": str(script),
            "INFER_LABELS": str(labels), "INFER_ENGINE_CACHE": str(tmp_path / "engines")}  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "functions.infer.prepare"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _prepare(env)
     assert done.returncode == 1
     assert "cannot be built" in done.stderr and "not on the configured onnxruntime/fp32" in done.stderr
