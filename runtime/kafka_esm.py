@@ -117,16 +117,23 @@ class EventSourceMapping:
             self.source.window_s,
             self.source.kind,
         )
+        # A batch's commit travels while the next batch is fetched and invoked (the function does not wait a broker
+        # round trip per batch); commits stay in order, and the last one is awaited before the consumer stops.
+        committing: asyncio.Task[None] | None = None
         try:
             while True:
                 batch = await self._next_batch(consumer)
                 if batch:
                     await self._deliver(batch)
-                    await self._commit(consumer, batch)
+                    if committing is not None:
+                        await asyncio.shield(committing)  # a stop must not cancel a commit on its way
+                    committing = asyncio.create_task(self._commit(consumer, batch))
         finally:
             self.consumer = None
             try:  # leaving the group can wait on a broker that never answers: shutdown must not
                 async with asyncio.timeout(STOP_TIMEOUT_S):
+                    if committing is not None:
+                        await asyncio.wait([committing])  # its failure is logged by _commit
                     await consumer.stop()
             except TimeoutError:
                 log.warning("%s: consumer did not stop within %.0f s; abandoned", self.spec.name, STOP_TIMEOUT_S)

@@ -51,7 +51,7 @@ class Producer:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap_servers,
                     acks="all",
-                    linger_ms=2,
+                    linger_ms=0,
                     partitioner=spread_partitioner,
                     request_timeout_ms=int(self.timeout_s * 1000),
                     **self._options(),

@@ -8,7 +8,7 @@ import copy
 import dataclasses
 import json
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from functions.common.settings import Settings
 from runtime.broker import ensure_topics
 from runtime.invoker import LocalFunction
 from runtime.kafka_esm import STOP_TIMEOUT_S, EventSourceMapping, RetryPolicy, policy_for
+from runtime.lambda_event import Record
 from runtime.template import FunctionSpec, KafkaSource, load_template
 from runtime.worker import mappings_for
 from tests.helpers import consume_all, unique
@@ -135,6 +136,45 @@ async def test_batches_respect_size_validate_and_commit(broker: str, kind: str) 
         parsed = model.model_validate(copy.deepcopy(event))
         assert parsed.records[f"{topic}-0"][0].headers[0]["n"].isdigit()
     assert await _committed(broker, source.group_id, topic, 1) == [10]
+
+
+class _SlowCommits(EventSourceMapping):
+    """A broker that takes its time to acknowledge commits: each one is logged when it starts and when it lands,
+    beside each batch's invocation."""
+
+    log: list[tuple[str, int]]
+
+    async def _deliver(self, batch: list[Record]) -> None:
+        self.log.append(("invoked", max(r.offset for r in batch) + 1))
+        await super()._deliver(batch)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Record]) -> None:
+        last = max(r.offset for r in batch) + 1
+        self.log.append(("commit sent", last))
+        await asyncio.sleep(0.5)
+        await super()._commit(consumer, batch)
+        self.log.append(("commit landed", last))
+
+
+async def test_the_next_batch_does_not_wait_for_a_commit_and_a_stop_lets_a_sent_commit_land(broker: str) -> None:
+    topic = unique("esm")
+    await ensure_topics(broker, {topic: 1})
+    source = _source(topic, batch=2, window=0)
+    mapping = _SlowCommits(_function(source), source, broker, unique("dlq"))
+    mapping.log = []
+    await _produce(broker, topic, 6)
+    invoked = recording.EVENTS
+
+    async def body() -> None:
+        await _until(lambda: ("commit sent", 6) in mapping.log)
+
+    await _running(mapping, body)  # stopped while the last commit travels: it still lands
+    assert _values(invoked) == [f"v{i}" for i in range(6)]
+    # the second batch was invoked while the first batch's commit was still travelling
+    assert mapping.log.index(("invoked", 4)) < mapping.log.index(("commit landed", 2))
+    commits = [entry for entry in mapping.log if entry[0] != "invoked"]
+    assert commits == [(step, n) for n in (2, 4, 6) for step in ("commit sent", "commit landed")]  # one at a time
+    assert await _committed(broker, source.group_id, topic, 1) == [6]
 
 
 async def test_batching_window_gathers_records_into_one_invocation(broker: str) -> None:

@@ -31,14 +31,19 @@ class SQLiteBackend(Backend):
     async def _on_connect(self, db: Connection) -> None:
         await self.execute(db, "PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
 
+    # Every call to a cursor is a hop to the connection's thread and back (~40 us of CPU here). A cursor whose
+    # statement has run to its end holds nothing (sqlite3 resets the statement), so it is left to the garbage
+    # collector rather than closed with one more hop: a write costs one hop instead of two, a read two instead of
+    # three.
+
     async def execute(self, db: Connection, sql: str, values: Values | None = None) -> int:
-        async with db.raw_connection.execute(sql, dict(values or {})) as cursor:
-            return int(cursor.rowcount)
+        cursor = await db.raw_connection.execute(sql, dict(values or {}))
+        return int(cursor.rowcount)
 
     async def fetch_all(self, db: Connection, sql: str, values: Values | None = None) -> list[dict[str, Any]]:
-        async with db.raw_connection.execute(sql, dict(values or {})) as cursor:
-            rows = await cursor.fetchall()
-            names = [column[0] for column in cursor.description]
+        cursor = await db.raw_connection.execute(sql, dict(values or {}))
+        rows = await cursor.fetchall()
+        names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def _schema_names(self, db: Connection) -> set[str]:
