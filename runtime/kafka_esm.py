@@ -133,7 +133,9 @@ class EventSourceMapping:
             try:  # leaving the group can wait on a broker that never answers: shutdown must not
                 async with asyncio.timeout(STOP_TIMEOUT_S):
                     if committing is not None:
-                        await asyncio.wait([committing])  # its failure is logged by _commit
+                        await asyncio.wait([committing])
+                        if not committing.cancelled() and (error := committing.exception()) is not None:
+                            log.warning("%s: the last commit failed: %r", self.spec.name, error)
                     await consumer.stop()
             except TimeoutError:
                 log.warning("%s: consumer did not stop within %.0f s; abandoned", self.spec.name, STOP_TIMEOUT_S)
