@@ -30,22 +30,6 @@ async def register(client: aiohttp.ClientSession) -> str:
         return str((await response.json())["uuid"])
 
 
-def _form(uuid: str, seq: int, data: bytes, topk: int) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    form.add_field("uuid", uuid)
-    form.add_field("seq", str(seq))
-    form.add_field("topk", str(topk))
-    form.add_field("payload", data, filename=f"{seq}.jpg", content_type="image/jpeg")
-    return form
-
-
-async def upload(client: aiohttp.ClientSession, uuid: str, seq: int, data: bytes, topk: int = 5) -> int:
-    """``POST /image`` (multipart); returns the status code."""
-    async with client.post("/image", data=_form(uuid, seq, data, topk)) as response:
-        await response.read()
-        return response.status
-
-
 @dataclass(frozen=True)
 class PreparedUpload:
     """One ``POST /image`` request body, encoded (``prepare_upload``)."""
@@ -55,8 +39,13 @@ class PreparedUpload:
 
 
 async def prepare_upload(uuid: str, seq: int, data: bytes, topk: int = 5) -> PreparedUpload:
-    """The same multipart body ``upload`` sends, encoded once ahead of a timed run."""
-    writer = _form(uuid, seq, data, topk)()
+    """The multipart body of ``POST /image``, encoded (a timed run does it before its clock starts)."""
+    form = aiohttp.FormData()
+    form.add_field("uuid", uuid)
+    form.add_field("seq", str(seq))
+    form.add_field("topk", str(topk))
+    form.add_field("payload", data, filename=f"{seq}.jpg", content_type="image/jpeg")
+    writer = form()
     return PreparedUpload(await writer.as_bytes(), writer.content_type)
 
 
@@ -66,6 +55,11 @@ async def send_upload(client: aiohttp.ClientSession, prepared: PreparedUpload) -
     async with client.post("/image", data=prepared.body, headers=headers) as response:
         await response.read()
         return response.status
+
+
+async def upload(client: aiohttp.ClientSession, uuid: str, seq: int, data: bytes, topk: int = 5) -> int:
+    """``POST /image`` (multipart), encoded as it is sent; returns the status code."""
+    return await send_upload(client, await prepare_upload(uuid, seq, data, topk))
 
 
 async def results(client: aiohttp.ClientSession, uuid: str, start: int, end: int) -> list[Any]:

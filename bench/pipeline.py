@@ -24,16 +24,14 @@ from bench import client
 from bench.common import engine, local_stack, percentile, photos, save_json, table
 
 
-async def _upload(http: Any, session: str, seq: int, data: bytes) -> None:
-    status = await client.upload(http, session, seq, data)
-    if status != 202:
-        raise RuntimeError(f"upload {seq} answered {status}")
-
-
 async def _send(http: Any, seq: int, prepared: client.PreparedUpload) -> None:
     status = await client.send_upload(http, prepared)
     if status != 202:
         raise RuntimeError(f"upload {seq} answered {status}")
+
+
+async def _upload(http: Any, session: str, seq: int, data: bytes) -> None:
+    await _send(http, seq, await client.prepare_upload(session, seq, data))
 
 
 POLL_PAGE = 64  # seqs per poll: results finish roughly in upload order, so the open ones sit at the front
