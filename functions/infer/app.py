@@ -12,7 +12,7 @@ from functions.common.contracts import InferenceRequest
 from functions.common.image_limits import ImageLimits
 from functions.common.kafka_event import parse_messages
 from functions.common.outcomes import retrying, send_dead_letters, sort_records
-from functions.common.settings import DEFAULT_HOME, Settings, get_settings
+from functions.common.settings import Settings, get_settings
 
 from . import service
 from .calibration import CALIBRATION_SEED, DEMO_PHOTOS, augmented
@@ -54,7 +54,7 @@ def engine_spec(settings: Settings) -> EngineSpec:
     return EngineSpec(
         backend=settings.infer_backend,
         precision=settings.infer_precision,
-        cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else DEFAULT_HOME / "engines",
+        cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else EngineSpec.cache_dir,
         calibration=lambda: augmented(calibration, CALIBRATION_IMAGES, seed=CALIBRATION_SEED),
     )
 

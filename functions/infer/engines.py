@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from functions.common.image_limits import ImageLimits
+from functions.common.settings import DEFAULT_HOME
 
 from .model import Classifier, ModelUnavailable
 
@@ -47,7 +48,7 @@ CALIBRATION_IMAGES = 100
 class EngineSpec:
     backend: str = "onnxruntime"
     precision: str = "fp32"
-    cache_dir: Path = Path(".faasinfer") / "engines"
+    cache_dir: Path = DEFAULT_HOME / "engines"
     calibration: Callable[[], Sequence[bytes]] | None = None  # int8: the photos to calibrate on
     threads: int = 1
 
