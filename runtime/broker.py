@@ -98,7 +98,7 @@ async def ensure_topics(
     bootstrap: str, topics: dict[str, int], options: Mapping[str, Any] | None = None, replication_factor: int = 1
 ) -> None:
     """Create missing topics (name → partitions); existing ones are left as they are. ``options``: aiokafka's
-    connection options (``functions.common.kafka_auth``)."""
+    connection options (``functions.common.kafka_edge.auth``)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(options or {}))
     await admin.start()
     try:

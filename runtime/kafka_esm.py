@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from functions.common.outcomes import dead_letter_headers, source_of
+from functions.common.kafka_edge.outcomes import dead_letter_headers, source_of
 
 from .invoker import Function
 from .lambda_event import Record, failure_record, kafka_event
@@ -74,7 +74,7 @@ class EventSourceMapping:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self.function = function
-        self.options = dict(options or {})  # aiokafka connection options: functions.common.kafka_auth
+        self.options = dict(options or {})  # aiokafka connection options: functions.common.kafka_edge.auth
         self.spec = function.spec
         self.source = source
         self.bootstrap = bootstrap

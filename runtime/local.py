@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from functions.common import kafka_auth, loops
+from functions.common import loops
+from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.settings import DEFAULT_HOME, settings_from
 from functions.common.store import open_store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from functions.common import resources
+from functions.common import loops
 
 from .artifact import ArtifactFunction
 from .invoker import Function, LocalFunction
@@ -20,4 +20,4 @@ def make_function(
     artifact = None if build_dir is None else build_dir / spec.name
     if artifact is not None and spec.runtime != "image" and artifact.is_dir():
         return ArtifactFunction(spec, environment, artifact, instances)
-    return LocalFunction(spec, environment, instances, thread_setup=resources.thread_loop)
+    return LocalFunction(spec, environment, instances, thread_setup=loops.thread_loop)

@@ -3,7 +3,7 @@
 Lambda's event sources do not create topics, and a cluster with ``auto.create.topics.enable=false`` (MSK's
 default) refuses to produce to a missing one. This command creates what ``python -m runtime.local`` creates for
 itself, with the same code (``runtime.broker.ensure_topics``) and the same authentication as the functions
-(``functions.common.kafka_auth``); existing topics are left as they are, so it is safe to run on every deploy.
+(``functions.common.kafka_edge.auth``); existing topics are left as they are, so it is safe to run on every deploy.
 
     python -m runtime.topics --bootstrap-servers b-1.example:9098,b-2.example:9098 --auth MSK_IAM \\
         --region eu-west-1 --partitions 8 --replication-factor 3
@@ -15,8 +15,9 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from functions.common import kafka_auth, loops
+from functions.common import loops
 from functions.common.errors import Misconfigured
+from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.settings import Settings
 
 from .broker import ensure_topics

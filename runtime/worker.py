@@ -12,7 +12,8 @@ import sys
 from collections.abc import Mapping
 from multiprocessing.queues import Queue
 
-from functions.common import kafka_auth, loops
+from functions.common import loops
+from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.settings import Settings, settings_from
 
 from .invoker import Function

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.common import resources
+from functions.common import loops
 from functions.common.settings import reset_settings
 from functions.common.store import open_store
 from runtime.broker import EmbeddedBroker, ensure_topics
@@ -49,7 +49,7 @@ def lambda_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """The loop Mangum handlers run on, current for this (synchronous) test."""
     asyncio.set_event_loop(LAMBDA_LOOP)
     yield LAMBDA_LOOP
-    LAMBDA_LOOP.run_until_complete(resources.aclose())
+    LAMBDA_LOOP.run_until_complete(loops.aclose())
 
 
 @pytest.fixture(scope="session")
@@ -130,8 +130,8 @@ def configured(
     apply_env(monkeypatch, **env)
     asyncio.run(_reset_schema(db_url))
     yield env
-    resources.close_thread_loop()
-    resources.reset_all()
+    loops.close_thread_loop()
+    loops.reset_all()
     reset_settings()
 
 
@@ -146,7 +146,7 @@ async def _reset_schema(url: str) -> None:
 async def loop_resources() -> AsyncIterator[None]:
     """Close what the code under test created on this test's event loop."""
     yield
-    await resources.aclose()
+    await loops.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from PIL import Image
 
-from functions.common import resources
+from functions.common import loops
 from functions.common.settings import reset_settings
 
 EVENTS = Path(__file__).parent / "events"
@@ -54,7 +54,7 @@ def apply_env(monkeypatch: Any, **env: str) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key.upper(), value)
     reset_settings()
-    resources.reset_all()
+    loops.reset_all()
 
 
 async def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from functions.common import resources
+from functions.common import loops
 from runtime.lambda_event import kafka_event
 from runtime.template import KafkaSource
 from tests.helpers import apply_env, consume_all, photo
@@ -104,7 +104,7 @@ async def _upload_paths(configured: dict[str, Any]) -> str:
         confirmed = await client.post("/image/confirm", data={**form, "seq": "1", "key": target["key"]})
         again = await client.post("/image/confirm", data={**form, "seq": "1", "key": target["key"]})
         assert (confirmed.status_code, again.status_code) == (202, 404)
-    await resources.aclose()
+    await loops.aclose()
     return str(session)
 
 

@@ -9,6 +9,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
+from functions.common.loops import PerLoop
+from functions.common.settings import get_settings
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -113,3 +116,13 @@ def blob_store_from_url(url: str) -> BlobStore:
     if parsed.scheme == "":
         return LocalBlobStore(Path(url))
     raise ValueError(f"unsupported BLOB_URL scheme: {parsed.scheme!r}")
+
+
+def dependency_errors() -> tuple[type[BaseException], ...]:
+    """What the blob store raises when S3 cannot be reached (endpoint, timeouts, credentials)."""
+    from botocore.exceptions import BotoCoreError
+
+    return (BotoCoreError,)
+
+
+per_loop: PerLoop[BlobStore] = PerLoop(lambda: blob_store_from_url(get_settings().blob_url))

@@ -47,26 +47,8 @@ class Misconfigured(ServiceError):
     status_code = 503
 
 
-_INFRA_ERRORS: tuple[type[BaseException], ...] | None = None
-
-
 def infrastructure_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "a dependency is down", not "the request is wrong" or "our code is broken"."""
-    global _INFRA_ERRORS
-    if _INFRA_ERRORS is None:
-        import sqlite3
-
-        import asyncmy.errors
-        from aiokafka.errors import KafkaError
-        from botocore.exceptions import BotoCoreError
-
-        _INFRA_ERRORS = (
-            OSError,
-            TimeoutError,
-            KafkaError,
-            BotoCoreError,  # S3 or Secrets Manager unreachable (endpoint, timeouts, credentials): not the request
-            sqlite3.OperationalError,
-            asyncmy.errors.OperationalError,
-            asyncmy.errors.InterfaceError,
-        )
-    return _INFRA_ERRORS
+    """The standard library's exceptions that mean "a dependency is down", not "the request is wrong" or "our code is
+    broken"; each adapter names its own library's (``store.dependency_errors()``, ``blobs.dependency_errors()``,
+    ``producer.dependency_errors()``), so a function loads only the libraries it uses."""
+    return (OSError, TimeoutError)

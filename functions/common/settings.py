@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     database_secret_arn: str | None = None  # when set, the MariaDB URL comes from this Secrets Manager secret
     blob_url: str = Field(default_factory=local_blob_url)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_auth: str = "PLAINTEXT"  # functions.common.kafka_auth: PLAINTEXT, TLS, SASL_SCRAM_512, MSK_IAM
+    kafka_auth: str = "PLAINTEXT"  # functions.common.kafka_edge.auth: PLAINTEXT, TLS, SASL_SCRAM_512, MSK_IAM
     kafka_secret_arn: str = ""  # SASL_SCRAM_512: Secrets Manager secret {"username", "password"}
     kafka_tls: bool = True  # SASL_SCRAM_512 over TLS (SASL_SSL); false: SASL_PLAINTEXT
     kafka_ca_file: str = ""  # TLS: a private CA bundle; empty: the system's

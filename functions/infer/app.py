@@ -7,11 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from functions.common import kafka_auth, resources
+from functions.common import blobs, loops
 from functions.common.contracts import InferenceRequest
 from functions.common.image_limits import ImageLimits
-from functions.common.kafka_event import parse_messages
-from functions.common.outcomes import retrying, send_dead_letters, sort_records
+from functions.common.kafka_edge import auth as kafka_auth
+from functions.common.kafka_edge import producer
+from functions.common.kafka_edge.events import parse_messages
+from functions.common.kafka_edge.outcomes import retrying, send_dead_letters, sort_records
 from functions.common.settings import Settings, get_settings
 
 from . import service
@@ -82,23 +84,23 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
     else:
         results = records.answered + await service.process(
             records.messages,
-            resources.blobs.get(),
+            blobs.per_loop.get(),
             model,
             decode_pool(),
             settings.infer_max_batch,
             ImageLimits.of(settings),
         )
-    producer = resources.producer.get()
-    await producer.publish(settings.result_topic, [(r.key, r.model_dump_json().encode(), []) for r in results])
-    await send_dead_letters(producer, settings.dlq_topic, records.dead_letters, "infer")
+    kafka = producer.per_loop.get()
+    await kafka.publish(settings.result_topic, [(r.key, r.model_dump_json().encode(), []) for r in results])
+    await send_dead_letters(kafka, settings.dlq_topic, records.dead_letters, "infer")
     done, failed = (sum(r.status == status for r in results) for status in ("done", "failed"))
     retried = len(results) - done - failed
     return {"done": done, "failed": failed, "retrying": retried, "dead_lettered": len(records.dead_letters)}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    return resources.run_sync(handle(event))
+    return loops.run_sync(handle(event))
 
 
 # Called by the local runtime from the handler's thread at exit.
-shutdown = resources.close_thread_loop
+shutdown = loops.close_thread_loop

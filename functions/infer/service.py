@@ -12,7 +12,7 @@ import torch
 from functions.common.blobs import BlobNotFound, BlobStore
 from functions.common.contracts import InferenceRequest, InferenceResult
 from functions.common.image_limits import ImageLimits
-from functions.common.outcomes import RecordFailed, failed
+from functions.common.kafka_edge.outcomes import RecordFailed, failed
 
 from .model import Classifier, UndecodableImage
 

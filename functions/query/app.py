@@ -10,14 +10,18 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from functions.common import api, resources
-from functions.common.http_function import EXCEPTION_HANDLERS, ApiKeyMiddleware, pydantic_response
-from functions.common.metrics_http import MetricsMiddleware, metrics
-from functions.common.openapi import openapi
-from functions.common.params import ResultQuery, parse
+from functions.common import loops
+from functions.common import store as stores
+from functions.common.http_edge import routes
+from functions.common.http_edge.errors import exception_handlers, pydantic_response
+from functions.common.http_edge.guards import ApiKeyMiddleware
+from functions.common.http_edge.metrics import MetricsMiddleware
+from functions.common.http_edge.openapi import openapi
+from functions.common.http_edge.params import ResultQuery, parse
 from functions.common.settings import get_settings
 
 from . import docs, service
+from .metrics import metrics
 
 _INDEX = Path(__file__).resolve().parent / "static" / "index.html"
 
@@ -30,12 +34,12 @@ async def index(request: Request) -> Response:
 async def result(request: Request) -> Response:
     query = parse(ResultQuery, request.query_params)
     page = await service.results(
-        resources.store.get(), query.uuid, query.seqStart, query.seqEnd, get_settings().max_range
+        stores.per_loop.get(), query.uuid, query.seqStart, query.seqEnd, get_settings().max_range
     )
     return pydantic_response(page)
 
 
-ROUTES = api.routes(
+ROUTES = routes.routes(
     "query",
     {
         "/result": result,
@@ -54,10 +58,10 @@ app = Starlette(
         Middleware(MetricsMiddleware, function="query"),
         Middleware(ApiKeyMiddleware),
     ],
-    exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    exception_handlers=exception_handlers(stores.dependency_errors()),  # type: ignore[arg-type]
 )
 
 handler = Mangum(app, lifespan="off")
 
 # Called by the local runtime from each handler thread at exit (Lambda has no such moment: it freezes the process).
-shutdown = resources.close_thread_loop
+shutdown = loops.close_thread_loop

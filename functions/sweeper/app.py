@@ -6,7 +6,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-from functions.common import kafka_auth, resources
+from functions.common import loops
+from functions.common import store as stores
+from functions.common.kafka_edge import auth as kafka_auth
+from functions.common.kafka_edge import producer
 from functions.common.settings import get_settings
 
 from . import service
@@ -19,8 +22,8 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
     EventBridgeModel.model_validate(event)  # a scheduled event, nothing else
     settings = get_settings()
     swept = await service.sweep(
-        resources.store.get(),
-        resources.producer.get(),
+        stores.per_loop.get(),
+        producer.per_loop.get(),
         settings.request_topic,
         settings.sweep_after_s,
         settings.sweep_batch,
@@ -30,8 +33,8 @@ async def handle(event: dict[str, Any]) -> dict[str, int]:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    return resources.run_sync(handle(event))
+    return loops.run_sync(handle(event))
 
 
 # Called by the local runtime from the handler's thread at exit.
-shutdown = resources.close_thread_loop
+shutdown = loops.close_thread_loop

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from functions.common.contracts import InferenceRequest, InferenceResult
-from functions.common.producer import Producer
+from functions.common.kafka_edge.producer import Producer
 from functions.common.store import RequestRow, Store
 
 log = logging.getLogger(__name__)

@@ -13,21 +13,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from functions.common import api, kafka_auth, resources
+from functions.common import blobs, loops
+from functions.common import store as stores
 from functions.common.contracts import MAX_SEQ, BatchAccepted, PresignedUpload, RegisterResponse
 from functions.common.errors import BadRequest, Misconfigured, NotFound, PayloadTooLarge
-from functions.common.http_function import (
-    EXCEPTION_HANDLERS,
-    ApiKeyMiddleware,
-    BodyLimitMiddleware,
-    health,
-    pydantic_response,
-)
-from functions.common.metrics_http import MetricsMiddleware
-from functions.common.params import BatchForm, ConfirmForm, ImageForm, UploadUrlForm, parse
+from functions.common.http_edge import routes
+from functions.common.http_edge.errors import exception_handlers, pydantic_response
+from functions.common.http_edge.guards import ApiKeyMiddleware, BodyLimitMiddleware
+from functions.common.http_edge.metrics import MetricsMiddleware
+from functions.common.http_edge.params import BatchForm, ConfirmForm, ImageForm, UploadUrlForm, parse
+from functions.common.kafka_edge import auth as kafka_auth
+from functions.common.kafka_edge import producer
 from functions.common.settings import get_settings
 
 from . import service
+from .health import health
 from .staging import Staging
 
 # Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
@@ -37,7 +37,7 @@ _FORM_OVERHEAD = 64 * 1024
 
 
 def _deps() -> service.Deps:
-    return service.Deps(get_settings(), resources.store.get(), resources.blobs.get(), resources.producer.get())
+    return service.Deps(get_settings(), stores.per_loop.get(), blobs.per_loop.get(), producer.per_loop.get())
 
 
 def _form(request: Request, max_files: int) -> AwaitableOrContextManager[FormData]:
@@ -101,7 +101,7 @@ async def upload_url(request: Request) -> Response:
         fields = parse(UploadUrlForm, form)
     settings = get_settings()
     target = staging()
-    if not await resources.store.get().session_exists(fields.uuid):
+    if not await stores.per_loop.get().session_exists(fields.uuid):
         raise NotFound(f"unknown session {fields.uuid}; POST /register first")
     post = target.presign(fields.uuid, fields.seq, settings.max_upload_bytes, settings.presign_expires_s)
     body = PresignedUpload(**post, expiresIn=settings.presign_expires_s, maxBytes=settings.max_upload_bytes)
@@ -127,7 +127,7 @@ def _body_limit(scope: Scope) -> int:
     return _FORM_OVERHEAD
 
 
-ROUTES = api.routes(
+ROUTES = routes.routes(
     "upload",
     {
         "/register": register,
@@ -146,10 +146,12 @@ app = Starlette(
         Middleware(ApiKeyMiddleware),
         Middleware(BodyLimitMiddleware, limit=_body_limit),
     ],
-    exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    exception_handlers=exception_handlers(
+        (*stores.dependency_errors(), *blobs.dependency_errors(), *producer.dependency_errors())
+    ),  # type: ignore[arg-type]
 )
 
 handler = Mangum(app, lifespan="off")
 
 # Called by the local runtime from each handler thread at exit (Lambda has no such moment: it freezes the process).
-shutdown = resources.close_thread_loop
+shutdown = loops.close_thread_loop

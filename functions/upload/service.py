@@ -12,7 +12,7 @@ from functions.common.blobs import BlobStore
 from functions.common.contracts import ImageAccepted, InferenceRequest
 from functions.common.errors import Conflict, NotFound, ServiceError
 from functions.common.image_limits import ImageLimits
-from functions.common.producer import Producer
+from functions.common.kafka_edge.producer import Producer
 from functions.common.settings import Settings
 from functions.common.store import RequestRow, Store, UnknownSession
 

@@ -96,7 +96,7 @@ def test_page_sends_an_image_larger_than_a_lambda_request_by_a_presigned_upload(
 def test_docs_page_renders_every_operation_and_tries_one_out(local_simulation: str) -> None:
     """Swagger UI from the pinned package, nothing from a CDN: every declared operation is listed, and "Try it out"
     on ``POST /register`` reaches the API."""
-    from functions.common.api import ENDPOINTS
+    from functions.common.http_edge.routes import ENDPOINTS
 
     requested: list[str] = []
     with _page() as (page, errors):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis import GenerationMode
 
-from functions.common.api import ENDPOINTS
+from functions.common.http_edge.routes import ENDPOINTS
 
 EXAMPLES = 100
 

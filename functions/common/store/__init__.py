@@ -1,7 +1,8 @@
 """The result store: sessions and their requests, behind one protocol, on SQLite (local) or MariaDB (deployed).
 
-``open_store(url)`` picks the backend from the URL; ``databases`` and the driver are imported then, not when this
-package is (an HTTP function's cold start does not pay for SQLAlchemy until its first request needs the store).
+``open_store(url)`` picks the backend from the URL, and ``per_loop.get()`` is this loop's store at the configured
+URL; ``databases`` and the driver are imported then, not when this package is (an HTTP function's cold start does
+not pay for SQLAlchemy until its first request needs the store).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from functions.common.contracts import InferenceResult
+from functions.common.loops import PerLoop
 
 from .rows import Applied, RequestRow, UnknownSession
 
@@ -66,4 +68,37 @@ def open_store(url: str) -> Store:
     )
 
 
-__all__ = ["Applied", "RequestRow", "Store", "UnknownSession", "normalise_url", "open_store"]
+def dependency_errors() -> tuple[type[BaseException], ...]:
+    """What the store raises when its database (or the secret naming it) cannot be reached."""
+    import sqlite3
+
+    import asyncmy.errors
+    from botocore.exceptions import BotoCoreError
+
+    return (
+        sqlite3.OperationalError,
+        asyncmy.errors.OperationalError,
+        asyncmy.errors.InterfaceError,
+        BotoCoreError,  # Secrets Manager unreachable (endpoint, timeouts, credentials): not the request
+    )
+
+
+per_loop: PerLoop[Store] = PerLoop(lambda: open_store(_configured_url()))
+
+
+def _configured_url() -> str:
+    from .secrets import database_url
+
+    return database_url()
+
+
+__all__ = [
+    "Applied",
+    "RequestRow",
+    "Store",
+    "UnknownSession",
+    "dependency_errors",
+    "normalise_url",
+    "open_store",
+    "per_loop",
+]

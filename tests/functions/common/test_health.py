@@ -27,7 +27,7 @@ async def _client(name: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
-    """The upload function's app: ``GET /health`` is declared there (``functions/common/api.py``)."""
+    """The upload function's app: ``GET /health`` is declared there (``functions/common/http_edge/routes.py``)."""
     async for c in _client("upload"):
         yield c
 

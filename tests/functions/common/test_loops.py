@@ -7,7 +7,7 @@ import threading
 
 import uvloop
 
-from functions.common import loops, resources
+from functions.common import loops
 
 
 async def _loop_type() -> type[asyncio.AbstractEventLoop]:
@@ -24,8 +24,8 @@ def test_a_handler_thread_keeps_one_uvloop_loop_across_invocations() -> None:
 
     def invoke_twice() -> None:
         for _ in range(2):
-            seen.append(resources.run_sync(_current_loop()))
-        resources.close_thread_loop()
+            seen.append(loops.run_sync(_current_loop()))
+        loops.close_thread_loop()
 
     thread = threading.Thread(target=invoke_twice)
     thread.start()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from functions.common import resources
+from functions.common import blobs, loops
 from functions.common.settings import reset_settings
 from functions.common.store import open_store
 from functions.upload.app import app, handler
@@ -54,7 +54,7 @@ async def test_accepted_image_is_stored_and_published(client: httpx.AsyncClient,
     assert record.key == f"{session}:3".encode()
     assert message["topk"] == 5 and message["content_type"] == "image/jpeg"
     assert message["blob"].startswith(f"{session}/3-") and message["blob"].endswith(".jpg")
-    assert await resources.blobs.get().get(message["blob"]) == photo("chelsea.jpg")  # the bytes it points at
+    assert await blobs.per_loop.get().get(message["blob"]) == photo("chelsea.jpg")  # the bytes it points at
     store = open_store(configured["database_url"])
     try:
         row = await store.get_request(session, 3)
@@ -290,7 +290,7 @@ def test_concurrent_identical_uploads_all_succeed(configured: dict[str, Any]) ->
             responses = await asyncio.gather(
                 *(c.post("/image", data=form, files={"payload": ("a.jpg", photo())}) for _ in range(5))
             )
-        await resources.aclose()
+        await loops.aclose()
         return [r.status_code for r in responses]
 
     assert asyncio.run(run()) == [202] * 5

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from functions.common import resources
+from functions.common.kafka_edge import producer
 from functions.common.store import open_store
 from tests.helpers import photo, unique
 
@@ -59,8 +59,8 @@ async def test_batch_with_a_conflicting_file_stores_and_publishes_nothing(
     assert [seq for seq, _ in await _stored(configured, session)] == [11]  # seq 10 was not stored
     published = await _published(configured["kafka_bootstrap_servers"], configured["request_topic"])
     assert [m["seq"] for m in published] == [11]
-    blobs = sorted(p.name for p in (Path(configured["blob_url"].removeprefix("file://")) / session).iterdir())
-    assert len(blobs) == 1 and blobs[0].startswith("11-")
+    stored = sorted(p.name for p in (Path(configured["blob_url"].removeprefix("file://")) / session).iterdir())
+    assert len(stored) == 1 and stored[0].startswith("11-")
 
 
 async def test_batch_with_a_bad_file_late_stores_nothing(client: httpx.AsyncClient, configured: dict[str, Any]) -> None:
@@ -106,13 +106,13 @@ async def test_a_replay_after_a_failed_publish_publishes(
 ) -> None:
     session = await _session(client)
     form = {"uuid": session, "seq": "1", "topk": "1"}
-    producer = resources.producer.get()
-    real_publish = producer.publish
+    kafka = producer.per_loop.get()
+    real_publish = kafka.publish
 
     async def broker_down(*args: Any, **kwargs: Any) -> None:
         raise TimeoutError("broker did not acknowledge")
 
-    monkeypatch.setattr(producer, "publish", broker_down)
+    monkeypatch.setattr(kafka, "publish", broker_down)
     failed = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
     store = open_store(configured["database_url"])
     try:  # the accepted row stays, queued, so that the sweeper (or this replay) publishes it
@@ -120,7 +120,7 @@ async def test_a_replay_after_a_failed_publish_publishes(
     finally:
         await store.close()
     assert kept is not None and kept.status == "queued" and failed.json()["error"].startswith("a backing service")
-    monkeypatch.setattr(producer, "publish", real_publish)
+    monkeypatch.setattr(kafka, "publish", real_publish)
     retried = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
     again = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
 

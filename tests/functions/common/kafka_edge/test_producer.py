@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from functions.common.contracts import message_key, parse_message_key
-from functions.common.producer import Producer, spread_partitioner
+from functions.common.kafka_edge.producer import Producer, spread_partitioner
 from runtime.broker import ensure_topics
 from tests.helpers import unique
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .api import ENDPOINTS, Endpoint, Reply
-from .params import Inputs
+from functions.common.http_edge.params import Inputs
+from functions.common.http_edge.routes import ENDPOINTS, Endpoint, Reply
 
 _REF = "#/components/schemas/{model}"
 _SECURITY = {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}

@@ -12,8 +12,8 @@ from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .contracts import MAX_SEQ, MAX_TOPK
-from .errors import BadRequest
+from functions.common.contracts import MAX_SEQ, MAX_TOPK
+from functions.common.errors import BadRequest
 
 # ASCII digits with at most one sign: ``str.isdigit`` also says yes to "²" and "①", which ``int`` refuses
 # (a 500 once), and ``int`` (and pydantic's lax mode) accept "1_000", "1.0" and non-ASCII digits such as "١٢".

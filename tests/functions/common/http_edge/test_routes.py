@@ -1,5 +1,5 @@
-"""One declaration of every route (``functions/common/api.py``): the apps, the OpenAPI document and the template
-all say the same thing."""
+"""One declaration of every route (``functions/common/http_edge/routes.py``): the apps, the OpenAPI document and
+the template all say the same thing."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from starlette.routing import Route
 
-from functions.common.api import ENDPOINTS, endpoints, routes
 from functions.common.contracts import MAX_SEQ, MAX_TOPK
-from functions.common.openapi import openapi_document
+from functions.common.http_edge.openapi import openapi_document
+from functions.common.http_edge.routes import ENDPOINTS, endpoints, routes
 from functions.query.app import app as query_app
 from functions.upload.app import app as upload_app
 from runtime.template import load_template
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[4] / "template.yaml"
 FUNCTIONS = {"upload": "UploadFunction", "query": "QueryFunction"}
 
 

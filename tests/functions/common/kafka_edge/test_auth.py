@@ -16,11 +16,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common import kafka_auth
 from functions.common.errors import Misconfigured
+from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture

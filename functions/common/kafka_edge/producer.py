@@ -10,7 +10,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from .contracts import parse_message_key
+from functions.common.contracts import parse_message_key
+from functions.common.loops import PerLoop
+from functions.common.settings import get_settings
+
+from . import auth
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +91,18 @@ class Producer:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+def dependency_errors() -> tuple[type[BaseException], ...]:
+    """What publishing raises when the brokers cannot be reached."""
+    from aiokafka.errors import KafkaError
+
+    return (KafkaError,)
+
+
+def _configured() -> Producer:
+    settings = get_settings()
+    return Producer(settings.kafka_bootstrap_servers, settings.publish_timeout_s, lambda: auth.client_options(settings))
+
+
+per_loop: PerLoop[Producer] = PerLoop(_configured)

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from functions.common.contracts import InferenceRequest
-from functions.common.kafka_event import parse_messages
+from functions.common.kafka_edge.events import parse_messages
 from tests.helpers import load_event
 
 

@@ -13,8 +13,16 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from starlette.routing import Route
 
-from .contracts import BatchAccepted, ErrorBody, Health, ImageAccepted, PresignedUpload, RegisterResponse, ResultPage
-from .params import BatchForm, ConfirmForm, ImageForm, Inputs, ResultQuery, UploadUrlForm
+from functions.common.contracts import (
+    BatchAccepted,
+    ErrorBody,
+    Health,
+    ImageAccepted,
+    PresignedUpload,
+    RegisterResponse,
+    ResultPage,
+)
+from functions.common.http_edge.params import BatchForm, ConfirmForm, ImageForm, Inputs, ResultQuery, UploadUrlForm
 
 HttpFunction = Literal["upload", "query"]
 

@@ -21,8 +21,8 @@ from typing import Any
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.helpers import create_ssl_context
 
-from .errors import Misconfigured
-from .settings import Settings
+from functions.common.errors import Misconfigured
+from functions.common.settings import Settings
 
 
 class KafkaAuth(StrEnum):

@@ -7,8 +7,8 @@ import copy
 import json
 
 from functions.common.contracts import InferenceRequest, InferenceResult
-from functions.common.kafka_event import parse_messages
-from functions.common.outcomes import dead_letter_headers, dead_letter_messages, sort_records
+from functions.common.kafka_edge.events import parse_messages
+from functions.common.kafka_edge.outcomes import dead_letter_headers, dead_letter_messages, sort_records
 from tests.helpers import load_event
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from functions.common.contracts import MAX_SEQ, MAX_TOPK
 from functions.common.errors import BadRequest
-from functions.common.params import BatchForm, ConfirmForm, ImageForm, ResultQuery, UploadUrlForm, parse
+from functions.common.http_edge.params import BatchForm, ConfirmForm, ImageForm, ResultQuery, UploadUrlForm, parse
 
 SESSION = "6a1f5f0e-8a5c-4b7e-9a59-3e1c2f0d9b11"
 IMAGE = {"uuid": SESSION, "seq": "5", "topk": "3"}

@@ -21,9 +21,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from .contracts import InferenceRequest, InferenceResult
-from .kafka_event import ParsedBatch, RejectedRecord
-from .producer import Producer
+from functions.common.contracts import InferenceRequest, InferenceResult
+from functions.common.kafka_edge.events import ParsedBatch, RejectedRecord
+from functions.common.kafka_edge.producer import Producer
 
 log = logging.getLogger(__name__)
 

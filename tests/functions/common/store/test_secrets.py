@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common.secrets import database_url_from_secret
+from functions.common.store.secrets import database_url_from_secret
 
 
 @pytest.fixture
