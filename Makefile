@@ -1,40 +1,64 @@
-# One command to run the demo, one to run the tests; both set up .venv from pyproject.toml first.
+# One command to run the demo, one to serve, one to run the tests; each sets up what it needs first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The dev tools that pin their own versions of what the runtime uses (aws-sam-cli pins click and boto3, its SAM
+# translator pydantic) live in a venv of their own, so installing them never changes what `make run` runs on;
+# the tests call them there (tests/conftest.py).
+TOOLS ?= .venv-tools
+PORT ?= 8000
+# Quiet: errors only (with -q alone, pip still warns once per package that an extra index lacks, and the build
+# backend's deprecation notices pass through).
+PIP := pip install -qq --disable-pip-version-check
 
-.PHONY: setup demo run test lint test-store-versions bench bench-peer mutation clean
+.PHONY: setup demo run test test-fast lint test-store-versions bench bench-peer mutation clean
 
 # Everything: the system, the tests' and benches' tools. `make demo` and `make run` install only the system.
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(TOOLS)/.installed
 
 $(VENV)/.runtime: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[runtime]'
-	touch $@
+	@echo "installing the runtime into $(VENV) (the first time only; a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/$(PIP) --upgrade pip
+	@$(BIN)/$(PIP) -e '.[runtime]'
+	@touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime
-	$(BIN)/pip install -e '.[dev]'
-	touch $@
+	@echo "installing the test tools into $(VENV)"
+	@$(BIN)/$(PIP) -e '.[dev]'
+	@touch $@
 
-# The local simulation on embedded defaults, uploading the demo photos and printing their top-k.
-# Uses torchvision's pretrained weights for INFER_MODEL when they can be had (cache or download); otherwise
-# says so in one line and uses the packaged EfficientNet-Lite0 (ImageNet weights shipped in a package).
+# pyproject's dependency group `tools` (pip >= 25.1 installs a group without the project).
+$(TOOLS)/.installed: pyproject.toml
+	@echo "installing the build tools into $(TOOLS)"
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/$(PIP) --upgrade pip
+	@$(TOOLS)/bin/$(PIP) --group tools
+	@touch $@
+
+# The local simulation on embedded defaults: classifies the demo photos, prints their top-k and what to do next,
+# then stops. Takes the next free port when PORT (8000) is taken.
 demo: $(VENV)/.runtime
-	$(BIN)/python -m runtime.local --demo
+	$(BIN)/python -m runtime.local --demo --port $(PORT)
 
-# The local simulation, serving until Ctrl-C.
+# The local simulation, serving on PORT (8000) until Ctrl-C. A command without shell syntax: make runs it directly,
+# so Ctrl-C reaches the runtime as it would from the terminal.
 run: $(VENV)/.runtime
-	$(BIN)/python -m runtime.local
+	$(BIN)/python -m runtime.local --port $(PORT)
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy functions runtime client bench
 
+# The fast tier first (no services: seconds), then the tests that start services or stacks, each named as it
+# starts (some take minutes: the bench smoke runs, `sam build`).
 test: lint test-store-versions
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m integration -v
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not integration"
 
 # The store's contract and adapter tests on the lowest SQLAlchemy the project admits (pyproject: sqlalchemy>=LOWEST)
 # and on the highest (.venv holds the newest release inside the pinned range). The lowest lives in its own venv
@@ -46,7 +70,7 @@ SITE = $$($(1)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['pur
 test-store-versions: setup
 	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
 	rm -f "$(call SITE,$(LOWEST))/faasinfer-venv.pth"
-	$(LOWEST)/bin/pip install -q --disable-pip-version-check --no-deps "sqlalchemy==$(SQLALCHEMY_LOWEST)"
+	$(LOWEST)/bin/$(PIP) --no-deps "sqlalchemy==$(SQLALCHEMY_LOWEST)"
 	echo "$(call SITE,$(BIN)/..)" > "$(call SITE,$(LOWEST))/faasinfer-venv.pth"
 	for venv in $(LOWEST) $(VENV); do \
 		$$venv/bin/python -c "import sqlalchemy, databases; print('store tests on SQLAlchemy', sqlalchemy.__version__, 'databases', databases.__version__)" && \
@@ -66,7 +90,7 @@ bench-peer: setup
 # needs a newer click than aws-sam-cli pins, so it lives in its own venv that sees .venv's packages behind its own.
 MUTATION := .venv-mutation
 mutation: setup
-	test -x $(MUTATION)/bin/mutmut || ($(PYTHON) -m venv $(MUTATION) && $(MUTATION)/bin/pip install -q "mutmut==3.8.1")
+	test -x $(MUTATION)/bin/mutmut || ($(PYTHON) -m venv $(MUTATION) && $(MUTATION)/bin/$(PIP) "mutmut==3.8.1")
 	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
 		> "$$($(MUTATION)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/faasinfer-venv.pth"
 	rm -rf mutants

@@ -42,10 +42,15 @@ def models_here() -> list[tuple[str, str]]:
 
 
 def _logits(classifier: Any, batch: Any) -> Any:
-    import torch
+    import numpy as np
 
-    with torch.inference_mode():
-        return torch.cat([classifier.net(batch[i : i + BATCH]).float() for i in range(0, len(batch), BATCH)])
+    return np.concatenate([classifier.net(batch[i : i + BATCH]) for i in range(0, len(batch), BATCH)])
+
+
+def _top5(logits: Any) -> Any:
+    import numpy as np
+
+    return np.argsort(-logits, axis=1, kind="stable")[:, :5]
 
 
 def _speed(classifier: Any, batch: Any, seconds: float) -> float:
@@ -61,21 +66,20 @@ def _speed(classifier: Any, batch: Any, seconds: float) -> float:
 
 
 def measure_model(model: str, weights: str, images: int, seconds: float, threads: int, cache: Path) -> dict[str, Any]:
-    import torch
+    import numpy as np
 
     from functions.common.image_limits import ImageLimits
     from functions.common.settings import Settings
-    from functions.infer.app import engine_spec
     from functions.infer.calibration import DEMO_PHOTOS, augmented
-    from functions.infer.catalog import ModelSpec, load_classifier
-    from functions.infer.engines import SUPPORTED
+    from functions.infer.config import SUPPORTED, ModelSpec, engine_spec
+    from functions.infer.loading import load_classifier
 
     photos = augmented(DEMO_PHOTOS, images, seed=EVAL_SEED)
     configured = replace(engine_spec(Settings()), cache_dir=cache)  # the service's calibration, a fresh cache
     reference = load_classifier(ModelSpec(model, weights, fallback=None, threads=threads))
-    batch = torch.stack([reference.preprocess(data, ImageLimits()) for data in photos])
+    batch = np.stack([reference.preprocess(data, ImageLimits()) for data in photos])
     expected = _logits(reference, batch)
-    top1, top5 = expected.argmax(1), expected.topk(5).indices
+    top1, top5 = expected.argmax(1), _top5(expected)
     rows = []
     for backend, precision in sorted(SUPPORTED, key=lambda c: (c[0] != "torch", c[1] != "fp32", c)):
         engine = replace(configured, backend=backend, precision=precision)
@@ -84,8 +88,8 @@ def measure_model(model: str, weights: str, images: int, seconds: float, threads
             rows.append({"backend": backend, "precision": precision, "built": False})
             continue
         got = _logits(classifier, batch)
-        overlap = [len(set(a.tolist()) & set(b.tolist())) / 5 for a, b in zip(got.topk(5).indices, top5, strict=True)]
-        agreement = float((got.argmax(1) == top1).float().mean())
+        overlap = [len(set(a.tolist()) & set(b.tolist())) / 5 for a, b in zip(_top5(got), top5, strict=True)]
+        agreement = float((got.argmax(1) == top1).mean())
         rows.append({
             "backend": backend, "precision": precision, "built": True,
             "top1_agreement": round(agreement, 4), "top5_overlap": round(sum(overlap) / len(overlap), 4),

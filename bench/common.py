@@ -72,7 +72,7 @@ def engine() -> Any:
     """The inference engine the service runs by default (settings' INFER_BACKEND / INFER_PRECISION, where the
     runtime keeps it): the limit and the pipeline measure the same engine."""
     from functions.common.settings import Settings
-    from functions.infer.app import engine_spec
+    from functions.infer.config import engine_spec
 
     return engine_spec(Settings())
 

@@ -24,20 +24,19 @@ def _full_decode(classifier: Any, data: bytes) -> Any:
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as img:
-        return classifier.transform(ImageOps.exif_transpose(img).convert("RGB"))
+        return classifier.preprocessing(ImageOps.exif_transpose(img).convert("RGB"))
 
 
 def run(n: int, rounds: int) -> dict[str, Any]:
-    import torch
     from PIL import Image
 
     from functions.common.image_limits import ImageLimits
-    from functions.infer.catalog import ModelSpec, load_classifier
+    from functions.infer.config import EngineSpec, ModelSpec
+    from functions.infer.loading import load_classifier
 
-    torch.set_num_threads(1)
-    classifier = load_classifier(ModelSpec("efficientnet_lite0"))
+    classifier = load_classifier(ModelSpec("efficientnet_lite0", engine=EngineSpec(threads=1)))
     images, limits = photos(n), ImageLimits()
-    target = 2 * classifier.short_side
+    target = 2 * classifier.preprocessing.resize
     drafted = sum(min(Image.open(io.BytesIO(d)).size) >= target for d in images)
 
     def service(data: bytes) -> Any:

@@ -71,7 +71,8 @@ if stage == "upload":
     from functions.upload.validation import inspect_image
     run = lambda: inspect_image(data, ImageLimits())
 else:
-    from functions.infer.catalog import ModelSpec, load_classifier
+    from functions.infer.config import ModelSpec
+    from functions.infer.loading import load_classifier
     classifier = load_classifier(ModelSpec("resnet18", "random", None, None, 1))
     run = lambda: tuple(classifier.preprocess(data, ImageLimits()).shape)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

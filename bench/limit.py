@@ -22,19 +22,20 @@ LAYOUTS = ((1, 2), (2, 1))  # processes x threads that fit 2 cores (2 x 2 would 
 
 
 def _worker(images: list[bytes], batch: int, threads: int, model: str, barrier: Barrier, out: Any) -> None:
-    import torch
+    import numpy as np
 
     from functions.common.image_limits import ImageLimits
-    from functions.infer.catalog import ModelSpec, load_classifier
+    from functions.infer.config import ModelSpec
+    from functions.infer.loading import load_classifier
 
     classifier = load_classifier(ModelSpec(model, "random", threads=threads, engine=engine()))
-    warm = torch.stack([classifier.preprocess(images[0], ImageLimits())] * min(batch, 2))
+    warm = np.stack([classifier.preprocess(images[0], ImageLimits())] * min(batch, 2))
     classifier.predict(warm, [1] * len(warm))
     barrier.wait()
     started = time.perf_counter()
     for i in range(0, len(images), batch):
         chunk = [classifier.preprocess(data, ImageLimits()) for data in images[i : i + batch]]
-        classifier.predict(torch.stack(chunk), [5] * len(chunk))
+        classifier.predict(np.stack(chunk), [5] * len(chunk))
     out.put(time.perf_counter() - started)
 
 

@@ -96,7 +96,8 @@ def _db_latencies(db: Path, session: str) -> list[float]:
 def model_time_per_image(images: list[bytes], model: str) -> float:
     """Median seconds to decode, preprocess and classify one image alone (1 thread, as a worker does)."""
     from functions.common.image_limits import ImageLimits
-    from functions.infer.catalog import ModelSpec, load_classifier
+    from functions.infer.config import ModelSpec
+    from functions.infer.loading import load_classifier
 
     classifier = load_classifier(ModelSpec(model, "random", threads=1, engine=engine()))
     times = []

@@ -18,6 +18,8 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from .supervisor import SHUTDOWN
+
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +66,9 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
+                # Its own process group: a terminal's Ctrl-C (sent to the foreground group) does not stop it under
+                # the consumers; the runtime stops it last.
+                process_group=0,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -122,11 +127,11 @@ async def keep_alive(broker: EmbeddedBroker, topics: dict[str, int], check_s: fl
     """Restart the embedded broker on its port if it dies, and recreate the topics.
 
     Its storage is memory: messages not yet consumed are gone with it. Requests stay ``queued`` in the
-    database, so the sweeper publishes them again; collect absorbs the duplicates.
+    database, so the sweeper publishes them again; collect absorbs the duplicates. Never during shutdown.
     """
-    while True:
+    while not SHUTDOWN.is_set():
         await asyncio.sleep(check_s)
-        if broker.process is not None and broker.process.poll() is not None:
+        if broker.process is not None and broker.process.poll() is not None and not SHUTDOWN.is_set():
             log.error(
                 "embedded broker exited with code %s; restarting on %s (in-memory topics are lost, the "
                 "sweeper re-publishes queued requests)",

@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -62,3 +63,28 @@ async def run_demo(
             await asyncio.sleep(0.05)
     (console or Console()).print(demo_table(items, {i: f.name for i, f in enumerate(files)}, seconds))
     return items
+
+
+def next_steps(base_url: str, default_port: int = 8000) -> str:
+    """What to do once the demo has shown the stack works: serve it, and use it."""
+    url = urlsplit(base_url)
+    make_run = "make run" if url.port == default_port else f"make run PORT={url.port}"
+    return (
+        f"next: `{make_run}` serves the same stack until Ctrl-C;\n"
+        f"      open {base_url}/ in a browser to classify your own photos,\n"
+        "      or use the command line: .venv/bin/faasinfer --help"
+    )
+
+
+async def run_demo_unless(stopped: asyncio.Event, base_url: str) -> int:
+    """The demo, then what to do next, unless ``stopped`` comes first; the exit code (1: a photo failed)."""
+    console = Console()
+    demo = asyncio.create_task(run_demo(base_url, console=console))
+    waiting = asyncio.create_task(stopped.wait())
+    await asyncio.wait([demo, waiting], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if not demo.done():
+        demo.cancel()
+        return 0
+    console.print(next_steps(base_url), markup=False, highlight=False, soft_wrap=True)
+    return 0 if all(item["status"] == "done" for item in demo.result()) else 1

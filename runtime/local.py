@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,14 +25,15 @@ from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.settings import DEFAULT_HOME, settings_from
 from functions.common.store import open_store
 
+from . import supervisor
 from .broker import EmbeddedBroker, ensure_topics
 from .environment import ROOT, declared_names, function_environment, local_home, local_parameters
 from .kafka_esm import RetryPolicy
 from .local_s3 import LocalS3
-from .logs import configure_logging
+from .logs import LogSettings, configure_logging
 from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
 from .shared_metrics import restart_with_shared_metrics
-from .sockets import listening_socket
+from .sockets import listening_socket, nearby_free_port
 from .template import load_template
 
 log = logging.getLogger("runtime.local")
@@ -112,26 +115,106 @@ def topics_of(placements: Sequence[Placement], partitions: int) -> dict[str, int
     return topics
 
 
-async def prepare_database(placements: Sequence[Placement]) -> str | None:
-    """Create the tables of every database the functions use (they would on first connect; this fails early);
-    what is wrong when a database cannot be used."""
+async def prepare_database(placements: Sequence[Placement]) -> None:
+    """Create the tables of every database the functions use (they would on first connect; this fails early)."""
     for url in {p.settings.database_url for p in placements if p.settings.database_url}:
         store = open_store(url)
         try:
             await store.init_schema()
         except sqlite3.DatabaseError as exc:
             path = url.split(":///", 1)[-1]
-            return (
+            raise CannotStart(
                 f"the database file {path} cannot be used ({exc}): move it away (an empty one is created) "
                 "or set DATABASE_URL"
-            )
+            ) from None
         finally:
             await store.close()
         log.info("database %s", url.split("@")[-1])
-    return None
+
+
+# What a function's image build runs after installing its code (local/Dockerfile.infer's last step): the engine is
+# exported once, in a process of its own, and the function's processes only load it (they never import torch).
+BUILD_STEPS = {"functions.infer.app": "functions.infer.prepare"}
+
+
+async def build(placements: Sequence[Placement]) -> None:
+    """Each function's build step, in the function's own environment; its failure stops the start."""
+    for placement in placements:
+        if (step := BUILD_STEPS.get(placement.spec.module)) is not None:
+            path = os.pathsep.join(filter(None, [str(ROOT), placement.environment.get("PYTHONPATH")]))
+            environment = {**placement.environment, "PYTHONPATH": path}  # the code this runtime runs
+            failure = await supervisor.run_to_end([sys.executable, "-m", step], environment, _log_line)
+            if failure is not None:
+                raise CannotStart(f"cannot start: {failure}")
+
+
+def _log_line(line: str) -> None:
+    log.info("%s", line)
+
+
+class CannotStart(Exception):
+    """What stops the runtime before it serves, said in one line."""
+
+
+def bind(options: Options) -> socket.socket:
+    """The API's socket, bound before anything starts, so a taken port fails at once; the demo, which exits by
+    itself, takes the next free port instead."""
+    host, port, shared = options.host, options.port, options.http_processes > 1
+    try:
+        return listening_socket(host, port, shared)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        free = nearby_free_port(host, port)
+        if not options.demo:
+            raise CannotStart(
+                f"cannot listen on {host}:{port}: another program is using that port; pick another one: "
+                f"make run PORT={free} (or python -m runtime.local --port {free})"
+            ) from None
+        log.info("port %d is taken; the demo uses %d", port, free)
+        return listening_socket(host, free, shared)
+
+
+class Stop:
+    """Ctrl-C or SIGTERM. While the runtime starts (``cancels_start``), the start is cancelled and what started
+    stops again; later, ``requested`` is set and the pieces stop in reverse order. Either way child exits are
+    expected from then on (``supervisor.SHUTDOWN``): a terminal sends Ctrl-C to every process of its foreground
+    process group."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.cancels_start = True
+        self._starting = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, self._signalled)
+
+    def _signalled(self) -> None:
+        supervisor.SHUTDOWN.set()
+        if self.cancels_start and not self.requested.is_set() and self._starting is not None:
+            self._starting.cancel()
+        self.requested.set()
 
 
 async def serve(options: Options, shell: Mapping[str, str]) -> int:
+    """The runtime until it is stopped; its exit code."""
+    stop = Stop()
+    try:
+        return await compose(options, shell, stop)
+    except CannotStart as exc:
+        log.error("%s", exc)
+        return 1
+    except asyncio.CancelledError:
+        if not stop.requested.is_set():
+            raise
+        log.info("stopped before serving")
+        # What started is stopped, but a thread may still wait for a worker's first report, which a worker stopped by
+        # the same Ctrl-C never sends (``services._worker_started``): leave without waiting for that thread.
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(130)
+
+
+async def compose(options: Options, shell: Mapping[str, str], stop: Stop) -> int:
     """The composition root: pieces enter in order and leave in reverse."""
     async with contextlib.AsyncExitStack() as stack:
         bootstrap = shell.get("KAFKA_BOOTSTRAP_SERVERS", "")
@@ -148,17 +231,12 @@ async def serve(options: Options, shell: Mapping[str, str]) -> int:
             services = s3.start()
         placements = resolve(options, shell, bootstrap, services)
         log.info("functions: %s", ", ".join(p.spec.name for p in placements))
-        try:  # bound before anything starts, so a taken port fails at once
-            sock = stack.enter_context(listening_socket(options.host, options.port, shared=options.http_processes > 1))
-        except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
-            return 1
+        sock = stack.enter_context(bind(options))
         topics = topics_of(placements, options.partitions)
         await ensure_topics(bootstrap, topics, kafka_auth.client_options(placements[0].settings) if placements else {})
-        if (problem := await prepare_database(placements)) is not None:
-            log.error("%s", problem)
-            return 1
+        await prepare_database(placements)
         await stack.enter_async_context(broker_watch(broker, topics))
+        await build(placements)
         retry = None if options.max_retries is None else RetryPolicy(max_retries=options.max_retries)
         kafka = [p for p in placements if p.spec.kafka]
         workers = [(p, n) for p in kafka if (n := worker_count(p, options.workers, options.partitions))]
@@ -166,44 +244,40 @@ async def serve(options: Options, shell: Mapping[str, str]) -> int:
         try:
             await stack.enter_async_context(worker_processes(workers, bootstrap, retry))
         except RuntimeError as exc:
-            log.error("%s", exc)
-            return 1
+            raise CannotStart(str(exc)) from None
         interval, build_dir = options.schedule_interval, options.build_dir
         await stack.enter_async_context(in_process_functions(in_process, bootstrap, retry, interval, build_dir))
         http = [(p.spec, p.environment) for p in placements if p.spec.routes]
         processes, instances = options.http_processes, options.http_instances
+        stop.cancels_start = False  # the API answers as soon as it listens: a stop now lets it start, then stops all
         await stack.enter_async_context(http_service(http, sock, processes, instances, build_dir))
-        base_url = f"http://{options.host}:{sock.getsockname()[1]}"
-        log.info("serving on %s (Ctrl-C to stop)", base_url)
-        code = await until_stopped(base_url if options.demo else None)
-        log.info("shutting down")
-        return code
+        url = f"http://{options.host}:{sock.getsockname()[1]}"
+        if options.demo:
+            from .demo import run_demo_unless
 
-
-async def until_stopped(demo_url: str | None) -> int:
-    """Ctrl-C / SIGTERM, or the demo's end (exit code 1 if a demo photo failed)."""
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    if demo_url is None:
-        await stop.wait()
-        return 0
-    from .demo import run_demo
-
-    demo = asyncio.create_task(run_demo(demo_url))
-    await asyncio.wait([demo, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    if not demo.done():
-        demo.cancel()
-        return 0
-    return 0 if all(item["status"] == "done" for item in demo.result()) else 1
+            log.info("classifying the demo photos on %s", url)
+            code = await run_demo_unless(stop.requested, url)
+        else:
+            log.info("serving on %s (open it in a browser; Ctrl-C to stop)", url)
+            await stop.requested.wait()
+            code = 0
+        supervisor.SHUTDOWN.set()
+        quiet = logging.DEBUG if options.demo else logging.INFO  # the demo ends with its table and what to do next
+        log.log(quiet, "shutting down")
+    log.log(quiet, "stopped")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     if argv is None:  # the command line: one /metrics for every process (called with arguments, this one's own)
         restart_with_shared_metrics(local_home() / "metrics")
-    configure_logging()
-    return loops.run(serve(options, dict(os.environ)))
+    shell = dict(os.environ)
+    if options.demo and "LOG_LEVEL" not in shell:  # every process of the demo, its functions' too, logs warnings
+        shell["LOG_LEVEL"] = "WARNING"
+        log.setLevel(logging.INFO)  # and these few lines saying what happens; the demo ends with its table
+    configure_logging(settings=LogSettings.of(shell))
+    return loops.run(serve(options, shell))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from typing import Literal
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Chatty at INFO: one line per HTTP client request (httpx), group coordination and connections (aiokafka),
-# every pool connect and disconnect (databases), every request (mangum).
-NOISY = ("httpx", "httpcore", "aiokafka", "databases", "mangum", "asyncio", "botocore", "urllib3")
+# every pool connect and disconnect (databases), every request (mangum, uvicorn's access log, werkzeug under moto),
+# every rewritten node of an ONNX export (torch.onnx, onnxscript's optimizer, onnx_ir's passes).
+NOISY = (
+    "httpx", "httpcore", "aiokafka", "databases", "mangum", "asyncio", "botocore", "urllib3", "uvicorn", "werkzeug",
+    "torch", "onnx", "onnx_ir", "onnxscript", "onnxruntime",
+)  # fmt: skip
 
 
 class LogSettings(BaseSettings):
@@ -23,6 +28,14 @@ class LogSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @classmethod
+    def of(cls, environment: Mapping[str, str]) -> LogSettings:
+        """As a function's own environment says (``runtime.environment``; it holds the runtime's local knobs such as
+        ``LOG_LEVEL``, so it wins over this process's environment)."""
+        return cls.model_validate(
+            {name: environment[name.upper()] for name in cls.model_fields if name.upper() in environment}
+        )
 
 
 def _with_logger_name(record: logging.LogRecord) -> bool:

@@ -89,3 +89,14 @@ def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def nearby_free_port(host: str, port: int, tries: int = 20) -> int:
+    """The first of the ``tries`` ports after ``port`` that can be bound now, or one the system picks."""
+    for candidate in [*range(port + 1, min(port + 1 + tries, 65536)), 0]:
+        try:
+            with listening_socket(host, candidate, shared=False) as sock:
+                return int(sock.getsockname()[1])
+        except OSError:
+            continue
+    raise OSError(f"no free port on {host}")

@@ -1,8 +1,14 @@
-"""Child processes kept running: an exit is logged with its cause, the child is started again after a backoff,
-and every restart is counted (``faasinfer_runtime_restarts_total`` in ``/metrics``, see ``shared_metrics``).
+"""The runtime's child processes. Those kept running: an exit is logged with its cause, the child is started again
+after a backoff, and every restart is counted (``faasinfer_runtime_restarts_total`` in ``/metrics``, see
+``shared_metrics``).
 
 The runtime's children are infer workers and extra HTTP processes; a SIGKILLed (OOM-killed) worker used to stay
 ``<defunct>``, unlogged and never replaced. The embedded broker has its own watch (``broker.keep_alive``).
+
+Once the runtime stops (``SHUTDOWN``), exits are expected: a terminal's Ctrl-C reaches every process of the
+foreground process group, so the children stop on their own while the runtime stops the rest; none is restarted.
+
+A one-off child (a function's build step) runs to its end, each line it prints handed on (``run_to_end``).
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
@@ -22,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # In the runtime every process writes it to the shared folder (``shared_metrics``): /metrics shows it wherever asked.
 RESTARTS = Counter("faasinfer_runtime_restarts", "Child processes the local runtime restarted", ["child"])
+
+
+# Set by the runtime as it begins to stop (``runtime.local``), never cleared in that process: one runtime per process.
+SHUTDOWN = threading.Event()
 
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -47,7 +59,10 @@ def describe(exitcode: int | None) -> str:
 
 
 def check(child: Child, now: float) -> None:
-    """One look at a child: note an exit (log, count, schedule), or start it again once its backoff passed."""
+    """One look at a child: note an exit (log, count, schedule), or start it again once its backoff passed. Nothing
+    during shutdown: the owner stops and reaps its children."""
+    if SHUTDOWN.is_set():
+        return
     if child.restart_at is None:
         if child.process.is_alive():
             return
@@ -67,9 +82,47 @@ def check(child: Child, now: float) -> None:
 
 
 async def watch(children: list[Child], poll_s: float = 0.5) -> None:
-    """Forever (cancelled by the owner, which stops the children)."""
-    while True:
+    """Until the runtime stops (cancelled by the owner, which stops the children)."""
+    while not SHUTDOWN.is_set():
         await asyncio.sleep(poll_s)
         now = time.monotonic()
         for child in children:
             check(child, now)
+
+
+async def run_to_end(
+    command: Sequence[str], environment: Mapping[str, str], on_line: Callable[[str], None], hold_s: float = 2.0
+) -> str | None:
+    """Run ``command`` to its end, each line it prints given to ``on_line`` as it comes; the line it failed with
+    (None: it succeeded). A line is held ``hold_s``: one followed at once by a failing exit is the failure, told
+    once, by the caller."""
+    process = await asyncio.create_subprocess_exec(
+        *command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,  # a terminal's Ctrl-C stops the runtime, which stops this
+    )  # fmt: skip
+    assert process.stdout is not None
+    held = last = ""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(hold_s if held else None):
+                    raw = await process.stdout.readline()
+            except TimeoutError:
+                on_line(held)
+                held = ""
+                continue
+            if not raw:
+                break
+            if held:
+                on_line(held)
+            held = last = raw.decode(errors="replace").rstrip()
+        code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if code == 0:
+        if held:
+            on_line(held)
+        return None
+    return last or f"{' '.join(command)} exited with code {code}"

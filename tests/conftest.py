@@ -160,7 +160,7 @@ def local_simulation(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Pat
         yield runtime.base_url
 
 
-SAM = Path(sys.executable).with_name("sam")
+SAM = Path(__file__).resolve().parents[1] / ".venv-tools" / "bin" / "sam"  # the build tools' venv (make setup)
 ZIP_FUNCTIONS = ("UploadFunction", "QueryFunction", "CollectSelfManagedFunction", "SweeperFunction")
 
 
@@ -169,7 +169,7 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``sam build`` of every zip function from a clean copy of the tracked files (no venv, no caches), laid out
     as ``sam build`` lays out a full build: ``<dir>/<FunctionName>/``."""
     if not SAM.exists():
-        pytest.fail(f"aws-sam-cli is a dev dependency; {SAM} is missing")
+        pytest.fail(f"aws-sam-cli is a build tool (make setup puts it in .venv-tools); {SAM} is missing")
     root = Path(__file__).resolve().parent.parent
     source = tmp_path_factory.mktemp("checkout")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True)

@@ -1,6 +1,6 @@
 """IAM that matches the code: every AWS call a function's code makes (recorded against moto, which checks no
-IAM itself) is granted by that function's role in the translated template, and no S3 action is granted that
-the code never makes."""
+IAM itself) is granted by that function's role in the translated template, no S3 action is granted that the code
+never makes, and what AWS does on the code's behalf (decrypting a secret) is granted too."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from moto import mock_aws
 from functions.common import loops
 from runtime.lambda_event import kafka_event
 from runtime.template import KafkaSource
+from tests.deploy.stack import DEPLOY, Stack, role_actions
 from tests.helpers import apply_env, consume_all, photo
-from tests.test_template import _sam
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 BUCKET = "faasinfer-iam"
 # Granted beyond the calls made, on purpose: without s3:ListBucket S3 answers a missing key with 403, not the
@@ -35,7 +35,7 @@ class Calls:
         self.actions: set[str] = set()
 
     def __call__(self, event_name: str, **_: Any) -> None:
-        _, service, operation = event_name.split(".")
+        _hook, service, operation = event_name.split(".")
         prefix = {"secrets-manager": "secretsmanager"}.get(service, service)
         self.actions.add(ACTIONS.get(operation, f"{prefix}:{operation}"))
 
@@ -63,19 +63,9 @@ def calls(configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def _granted(function: str) -> set[str]:
-    """Actions of the function's role: its managed policies (ours, resolved) and inline policy statements."""
-    template = _sam("SelfManaged")["Resources"]
-    role = template[f"{function}Role"]["Properties"]
-    documents = [p["PolicyDocument"] for p in role.get("Policies", [])]
-    for arn in role.get("ManagedPolicyArns", []):
-        if isinstance(arn, dict) and "Ref" in arn:
-            documents.append(template[arn["Ref"]]["Properties"]["PolicyDocument"])
-    actions: set[str] = set()
-    for document in documents:
-        for statement in document["Statement"]:
-            listed = statement["Action"]
-            actions.update([listed] if isinstance(listed, str) else listed)
-    return actions
+    """Actions of the function's role (its managed policies, ours resolved, and inline policies) as deployed with
+    the default KafkaMode (SelfManaged, SASL/SCRAM)."""
+    return set(role_actions(Stack.deployed(DEPLOY), function))
 
 
 def _check(function: str, made: set[str]) -> None:
@@ -108,12 +98,14 @@ async def _upload_paths(configured: dict[str, Any]) -> str:
     return str(session)
 
 
+@SQLITE
 def test_upload_role_covers_storing_and_deleting_on_404_and_409(configured: dict[str, Any], calls: Calls) -> None:
     asyncio.run(_upload_paths(configured))
     assert {"s3:PutObject", "s3:DeleteObject", "s3:GetObject"} <= calls.actions
     _check("UploadFunction", calls.actions)
 
 
+@SQLITE
 def test_infer_and_collect_roles_cover_reading_and_expiring_images(configured: dict[str, Any], calls: Calls) -> None:
     from functions.collect import app as collect
     from functions.infer import app as infer
@@ -133,3 +125,31 @@ def test_infer_and_collect_roles_cover_reading_and_expiring_images(configured: d
     assert summary["applied"] == 1 and json.loads(result.value)["status"] == "done"
     assert calls.actions == {"s3:DeleteObject"}
     _check("CollectSelfManagedFunction", calls.actions)
+
+
+# The SCRAM secret's readers: the producers' code (upload, infer, sweeper) and the event sources (infer, collect),
+# which read it with the function's execution role.
+SCRAM_CLIENTS = {
+    "MSK": ("UploadFunction", "InferMskFunction", "CollectMskFunction", "SweeperFunction"),
+    "SelfManaged": ("UploadFunction", "InferSelfManagedFunction", "CollectSelfManagedFunction", "SweeperFunction"),
+}
+
+
+@pytest.mark.parametrize("mode", ["MSK", "SelfManaged"])
+def test_scram_clients_may_decrypt_the_secret_under_its_customer_managed_key(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MSK takes only SCRAM secrets encrypted with a customer managed KMS key, and reading such a secret needs
+    kms:Decrypt on that key, which Secrets Manager uses on the reader's behalf
+    (https://docs.aws.amazon.com/msk/latest/developerguide/msk-password.html)."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    stack = Stack.deployed({**DEPLOY, "KafkaMode": mode, "KafkaAuth": "SASL_SCRAM_512"})
+    for function in SCRAM_CLIENTS[mode]:
+        granted = role_actions(stack, function)
+        assert DEPLOY["KafkaSecretArn"] in [s["Resource"] for s in granted["secretsmanager:GetSecretValue"]]
+        [decrypt] = granted["kms:Decrypt"]
+        assert decrypt["Resource"] == DEPLOY["KafkaSecretKmsKeyArn"], function
+        assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
+    assert "kms:Decrypt" not in role_actions(stack, "QueryFunction")
+    without_key = Stack.deployed({**DEPLOY, "KafkaSecretKmsKeyArn": ""})  # SelfManaged: the AWS managed key
+    assert all("kms:Decrypt" not in role_actions(without_key, f) for f in SCRAM_CLIENTS["SelfManaged"])

@@ -3,7 +3,8 @@ preprocessing (infer): each bounds a cost that the image's bytes do not.
 
 A tiny file can claim a huge or extreme image: a 143-byte PNG of 20000x1 px is resized by its short side to
 256 x 5,120,000 px (5 GB, 15 s of CPU). ``MAX_PIXELS`` and ``MAX_IMAGE_SIDE`` bound the decode;
-``MAX_ASPECT_RATIO`` bounds what resizing by the short side makes of it.
+``MAX_ASPECT_RATIO`` bounds what resizing by the short side makes of it. ``MAX_JPEG_SCANS`` bounds how often a
+progressive JPEG makes the decoder pass over every block (``image_structure``, which counts them before decoding).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     max_side: int = 20_000
     max_aspect_ratio: float = 20.0
+    # libjpeg-turbo's own decompression fuzzer refuses beyond 100 scans; real progressive photos have ~10
+    max_jpeg_scans: int = 100
 
     @classmethod
     def of(cls, settings: Settings) -> ImageLimits:
-        return cls(settings.max_pixels, settings.max_image_side, settings.max_aspect_ratio)
+        return cls(settings.max_pixels, settings.max_image_side, settings.max_aspect_ratio, settings.max_jpeg_scans)
 
     def violation(self, width: int, height: int) -> Violation | None:
         """What is wrong with an image of these dimensions, or ``None``."""

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
 
     database_url: str = ""  # empty (as an unset template parameter arrives): local_database_url(), off Lambda only
     database_secret_arn: str | None = None  # when set, the MariaDB URL comes from this Secrets Manager secret
+    database_proxy_endpoint: str = ""  # an RDS Proxy (or other) host that replaces the secret's host
+    database_pool_size: int = Field(default=2, ge=1, le=20)  # connections per execution environment
     blob_url: str = Field(default_factory=local_blob_url)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_auth: str = "PLAINTEXT"  # functions.common.kafka_edge.auth: PLAINTEXT, TLS, SASL_SCRAM_512, MSK_IAM
@@ -47,6 +49,9 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=40_000_000, gt=0)
     max_image_side: int = Field(default=20_000, gt=0)
     max_aspect_ratio: float = Field(default=20.0, ge=1)  # long side / short side; beyond it preprocessing explodes
+    max_jpeg_scans: int = Field(
+        default=100, gt=0
+    )  # progressive passes over every block (functions.common.image_structure)
     upload_decode_slots: int = Field(default=2, gt=0)  # concurrent full decodes at upload, per process
     upload_decode_wait_s: float = Field(default=0.0, ge=0)  # a decode waits this long for a slot, then 503
     max_range: int = Field(default=1000, gt=0)
@@ -67,7 +72,7 @@ class Settings(BaseSettings):
 
     aws_lambda_function_name: str | None = None  # set by Lambda (and by the local runtime per function)
 
-    infer_model: str = "resnet50"  # functions.infer.catalog: torchvision names, efficientnet_lite0, or a model file
+    infer_model: str = "efficientnet_lite0"  # functions.infer.catalog: the packaged Lite0, torchvision names, a file
     infer_weights: str = "DEFAULT"
     infer_labels: str = ""  # JSON labels of a model file or state dict; empty: the model's own
     infer_fallback: str = "efficientnet_lite0"  # used when torchvision's weights cannot be had; empty: fail

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from functions.common import blobs, loops
@@ -14,12 +13,11 @@ from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.kafka_edge import producer
 from functions.common.kafka_edge.events import parse_messages
 from functions.common.kafka_edge.outcomes import retrying, send_dead_letters, sort_records
-from functions.common.settings import Settings, get_settings
+from functions.common.settings import get_settings
 
 from . import service
-from .calibration import CALIBRATION_SEED, DEMO_PHOTOS, augmented
-from .catalog import ModelSpec, load_classifier
-from .engines import CALIBRATION_IMAGES, EngineSpec
+from .config import model_spec
+from .loading import load_classifier
 from .model import Classifier, ModelUnavailable
 
 # Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
@@ -37,28 +35,6 @@ def classifier() -> Classifier:
     if _classifier is None:
         _classifier = load_classifier(model_spec(get_settings()))
     return _classifier
-
-
-def model_spec(settings: Settings) -> ModelSpec:
-    """The model, its weights and the engine it runs on, as the settings configure them."""
-    return ModelSpec(
-        model=settings.infer_model,
-        weights=settings.infer_weights,
-        labels=settings.infer_labels or None,
-        fallback=settings.infer_fallback or None,
-        threads=settings.infer_threads,  # the engine's threads too (``load_classifier``)
-        engine=engine_spec(settings),
-    )
-
-
-def engine_spec(settings: Settings) -> EngineSpec:
-    calibration = Path(settings.infer_calibration_dir) if settings.infer_calibration_dir else DEMO_PHOTOS
-    return EngineSpec(
-        backend=settings.infer_backend,
-        precision=settings.infer_precision,
-        cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else EngineSpec.cache_dir,
-        calibration=lambda: augmented(calibration, CALIBRATION_IMAGES, seed=CALIBRATION_SEED),
-    )
 
 
 def init() -> None:

@@ -7,7 +7,8 @@
 - a model file of one's own: TorchScript (``torch.jit.save``) or ``torch.export`` (``.pt2``), with ``INFER_LABELS``.
 
 When torchvision's weights cannot be had (offline, no cache) the ``fallback`` model is loaded instead, said in one
-warning line; random weights only when ``INFER_WEIGHTS=random`` asks for them.
+warning line; random weights only when ``INFER_WEIGHTS=random`` asks for them. This is the torch side: used at build
+time (``prepare``, the ONNX export in ``engines``) and at run time only for ``INFER_BACKEND=torch``.
 """
 
 from __future__ import annotations
@@ -16,42 +17,45 @@ import contextlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision
-from PIL import Image
-from torchvision import transforms
 
-from .engines import AS_LOADED, EngineSpec, on_engine
+from .config import PACKAGED, ModelSpec
+from .engine_file import check_fits
 from .labels import IMAGENET_CATEGORIES, read_labels
 from .model import Classifier, ModelUnavailable
+from .preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 
-PACKAGED = "efficientnet_lite0"
 MODEL_FILE_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".jit", ".torchscript")
 # TensorFlow's EfficientNet-Lite was trained on (pixel - 127) / 128; torchvision's mean/std gives slightly lower
 # confidence on the demo photos (coffee: espresso 0.84 instead of 0.95).
-_LITE_MEAN, _LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+LITE_PREPROCESSING = Preprocessing(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 
 
 class WeightsUnavailable(ModelUnavailable):
     """torchvision's weights are neither in the cache nor downloadable (the case a fallback model covers)."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    model: str
-    weights: str = "DEFAULT"
-    labels: str | None = None  # JSON file: a list, or TorchServe's index_to_name.json
-    fallback: str | None = PACKAGED  # loaded when torchvision's weights cannot be had; None: fail instead
-    threads: int = 1
-    engine: EngineSpec = AS_LOADED  # the function's engine comes from its settings (app.py)
+class TorchNet:
+    """An eager PyTorch module called like the engine: a float32 NCHW numpy batch in, logits (numpy) out; in
+    channels-last layout (~10% faster convolutions with oneDNN on CPU), under bf16 autocast when asked."""
+
+    def __init__(self, module: torch.nn.Module, bf16: bool = False) -> None:
+        self.module, self.bf16 = module, bf16
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.module(tensor.contiguous(memory_format=torch.channels_last))
+        return np.asarray(logits.float().numpy())
 
 
 @cache
@@ -67,8 +71,9 @@ def accepted() -> str:
     )
 
 
-def load_classifier(spec: ModelSpec) -> Classifier:
-    """The configured classifier, checked end to end (one forward pass) before it is used."""
+def load_torch(spec: ModelSpec) -> tuple[Classifier, ModelSpec]:
+    """The configured network, eager fp32 (or its fallback: then the spec returned names the fallback), checked end
+    to end (one forward pass) before it is used."""
     torch.set_num_threads(spec.threads)
     try:
         classifier = _load(spec.model, spec.weights, spec.labels)
@@ -76,20 +81,10 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         if not spec.fallback or spec.fallback == spec.model:
             raise
         log.warning("%s; using the packaged %s instead (INFER_FALLBACK)", exc.args[0].split(". ")[0], spec.fallback)
-        classifier = _load(spec.fallback, "DEFAULT", None)
-    _check_fits(classifier, spec)
-    loaded, classifier = classifier, on_engine(classifier, replace(spec.engine, threads=spec.threads))
-    if not classifier.engine.startswith("torch/"):
-        # The session owns the threads; torch only normalises and ranks, and an idle OpenMP pool of its own would
-        # spin on the cores the session needs (13% of onnxruntime's throughput at 2 threads, bench/accuracy.py).
-        torch.set_num_threads(1)
-    if classifier.net is not loaded.net:  # an engine of its own (exported, quantized, autocast): checked too
-        _check_fits(classifier, spec)
-    log.info(
-        "model %s loaded on %s (%d classes, %d threads)",
-        classifier.name, classifier.engine, len(classifier.labels), spec.threads,
-    )  # fmt: skip
-    return classifier
+        spec = replace(spec, model=spec.fallback, weights="DEFAULT", labels=None)
+        classifier = _load(spec.model, spec.weights, spec.labels)
+    check_fits(classifier, spec)
+    return classifier, spec
 
 
 def _is_file(name: str) -> bool:
@@ -106,15 +101,8 @@ def _load(model: str, weights: str, labels: str | None) -> Classifier:
     raise ModelUnavailable(f"INFER_MODEL={model!r} is not a model this service knows. Accepted: {accepted()}")
 
 
-def _imagenet_transform(mean: tuple[float, ...] = _IMAGENET_MEAN, std: tuple[float, ...] = _IMAGENET_STD) -> Any:
-    return transforms.Compose(
-        [
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
+def _classifier(name: str, net: torch.nn.Module, labels: list[str], prep: Preprocessing) -> Classifier:
+    return Classifier(name, TorchNet(net), tuple(labels), prep, engine="torch/fp32")
 
 
 def _packaged(weights: str, labels_file: str | None) -> Classifier:
@@ -134,7 +122,7 @@ def _packaged(weights: str, labels_file: str | None) -> Classifier:
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=len(labels))
     if path is not None:
         _load_state(net, path, PACKAGED)
-    return Classifier(f"{PACKAGED}:{tag}", _ready(net), labels, _imagenet_transform(_LITE_MEAN, _LITE_STD))
+    return _classifier(f"{PACKAGED}:{tag}", _ready(net), labels, LITE_PREPROCESSING)
 
 
 def _torchvision(arch: str, weights: str, labels_file: str | None) -> Classifier:
@@ -147,7 +135,7 @@ def _torchvision(arch: str, weights: str, labels_file: str | None) -> Classifier
         net = torchvision.models.get_model(arch, weights=None, num_classes=len(labels))
         if weights != "random":
             _load_state(net, Path(weights), arch)
-        return Classifier(f"{arch}:{tag}", _ready(net), labels, reference.transforms(), _short_side(reference))
+        return _classifier(f"{arch}:{tag}", _ready(net), labels, preprocessing_of(reference))
     if labels_file:
         raise ModelUnavailable("INFER_LABELS applies to state-dict files and own models; named weights bring theirs")
     try:
@@ -157,7 +145,7 @@ def _torchvision(arch: str, weights: str, labels_file: str | None) -> Classifier
         raise ModelUnavailable(f"INFER_WEIGHTS={weights!r} is not a weight of {arch}: one of {names}") from exc
     cache_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
     try:  # torchvision's loader: the cache, then a download (whose "Downloading: ..." line stays off the console)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             net = torchvision.models.get_model(arch, weights=chosen)
     except Exception as exc:
         raise WeightsUnavailable(
@@ -166,7 +154,16 @@ def _torchvision(arch: str, weights: str, labels_file: str | None) -> Classifier
             f"INFER_MODEL={PACKAGED} for weights that need no download"
         ) from exc
     categories = list(chosen.meta["categories"])
-    return Classifier(f"{arch}:{chosen.name}", _ready(net), categories, chosen.transforms(), _short_side(chosen))
+    return _classifier(f"{arch}:{chosen.name}", _ready(net), categories, preprocessing_of(chosen))
+
+
+def preprocessing_of(weights: Any) -> Preprocessing:
+    """The torch-free twin of the weights' own ``transforms()`` (torchvision's ``ImageClassification``)."""
+    t = weights.transforms()
+    return Preprocessing(
+        resize=int(t.resize_size[0]), crop=int(t.crop_size[0]), mean=tuple(t.mean), std=tuple(t.std),
+        interpolation=t.interpolation.value,
+    )  # fmt: skip
 
 
 def _own_file(path: Path, labels_file: str | None) -> Classifier:
@@ -184,13 +181,7 @@ def _own_file(path: Path, labels_file: str | None) -> Classifier:
             log.info("INFER_MODEL=%s: TorchScript (deprecated by PyTorch; torch.export .pt2 is its successor)", path)
     except Exception as exc:
         raise ModelUnavailable(f"INFER_MODEL={path}: not a TorchScript or torch.export (.pt2) file ({exc})") from exc
-    return Classifier(f"{path.stem}:file:{path.name}", net, read_labels(labels_file), _imagenet_transform())
-
-
-def _short_side(weights: Any) -> int:
-    """What the weights' transforms resize the short side to (``ImageClassification.resize_size``; 256 else)."""
-    size = getattr(weights.transforms(), "resize_size", None)
-    return int(size[0]) if size else 256
+    return _classifier(f"{path.stem}:file:{path.name}", net, read_labels(labels_file), Preprocessing())
 
 
 def _seed_if_random(arch: str, tag: str) -> None:
@@ -217,20 +208,4 @@ def _load_state(net: torch.nn.Module, path: Path, arch: str) -> None:
 
 def _ready(net: torch.nn.Module) -> torch.nn.Module:
     net.eval()
-    return net.to(memory_format=torch.channels_last)  # ~10% faster convolutions with oneDNN on CPU (bench/)
-
-
-def _check_fits(classifier: Classifier, spec: ModelSpec) -> None:
-    """One forward pass of a grey image: the preprocessing suits the network and the labels its outputs."""
-    sample = classifier.transform(Image.new("RGB", (320, 240), (128, 128, 128))).unsqueeze(0)
-    try:
-        with torch.inference_mode():
-            outputs = classifier.net(sample.contiguous(memory_format=torch.channels_last))
-    except Exception as exc:
-        raise ModelUnavailable(f"INFER_MODEL={spec.model}: the network rejects preprocessed images ({exc})") from exc
-    if outputs.ndim != 2 or outputs.shape[1] != len(classifier.labels):
-        source = f"INFER_LABELS={spec.labels}" if spec.labels else "its labels"
-        raise ModelUnavailable(
-            f"INFER_MODEL={spec.model} outputs {tuple(outputs.shape[1:])} scores per image but {source} "
-            f"has {len(classifier.labels)} names"
-        )
+    return net.to(memory_format=torch.channels_last)

@@ -1,90 +1,92 @@
-"""Where the network runs: eager PyTorch (fp32 or bf16 autocast) or ONNX Runtime (fp32 or int8), by
-``INFER_BACKEND`` and ``INFER_PRECISION``.
+"""How an engine is made (torch side, build time; at run time only for ``INFER_BACKEND=torch``): eager PyTorch
+(fp32, or bf16 autocast), or an ONNX file for ONNX Runtime (fp32, or int8) saved into the engine cache
+(``engine_file``) for every later start, and for the zip artifact (``prepare --out``).
 
-An ONNX model is exported once per model, weights, precision and library versions into ``INFER_ENGINE_CACHE``
-(``torch.onnx.export``, the torch.export-based exporter, batch dimension dynamic; int8: ONNX Runtime's static
-QDQ quantization, per channel, calibrated on real photos) and loaded from there by every later start. Which
-combination may be a default is decided by measured top-1 agreement with eager fp32 (``bench/accuracy.py``, the
-README's table). A combination that cannot be built for this model (an export that fails, a quantization that
-breaks) falls back to the next one in ``FALLBACK`` with a warning that says why.
+The ONNX file is exported with ``torch.onnx.export`` (the torch.export-based exporter, batch dimension dynamic); int8
+is ONNX Runtime's static QDQ quantization, per channel, calibrated on real photos. Which combination may be a default
+is decided by measured top-1 agreement with eager fp32 (``bench/accuracy.py``, docs/models.md). A combination that
+cannot be built for this model (a quantization that breaks) falls back to the next one in ``config.FALLBACK`` with a
+warning that says why; the engine's manifest then names what it really runs, which ``prepare`` refuses to ship.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
-import os
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from functions.common.image_limits import ImageLimits
-from functions.common.settings import DEFAULT_HOME
 
+from . import engine_file
+from .catalog import TorchNet, load_torch
+from .config import FALLBACK, ModelSpec
 from .model import Classifier, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime")
-PRECISIONS = ("fp32", "bf16", "int8")
-# What each backend runs, and what to try next when a combination cannot be built for a model.
-SUPPORTED = (("onnxruntime", "int8"), ("onnxruntime", "fp32"), ("torch", "bf16"), ("torch", "fp32"))
-FALLBACK = {
-    ("onnxruntime", "int8"): ("onnxruntime", "fp32"),
-    ("onnxruntime", "fp32"): ("torch", "fp32"),
-    ("torch", "bf16"): ("torch", "fp32"),
-}
 MAX_BATCH = 1024  # the exported model's batch dimension admits 1..MAX_BATCH
-CALIBRATION_IMAGES = 100
 
 
-@dataclass(frozen=True)
-class EngineSpec:
-    backend: str = "onnxruntime"
-    precision: str = "fp32"
-    cache_dir: Path = DEFAULT_HOME / "engines"
-    calibration: Callable[[], Sequence[bytes]] | None = None  # int8: the photos to calibrate on
-    threads: int = 1
+def build(spec: ModelSpec) -> Classifier:
+    """The classifier of ``spec`` on its engine: eager for torch; for ONNX Runtime the cached engine of the model
+    actually loaded (the fallback's, when the configured weights cannot be had), made first when there is none."""
+    loaded, spec = load_torch(spec)
+    if spec.engine.backend == "torch":
+        if spec.engine.precision == "bf16":
+            assert isinstance(loaded.net, TorchNet)
+            loaded = replace(loaded, net=TorchNet(loaded.net.module, bf16=True), engine="torch/bf16")
+            engine_file.check_fits(loaded, spec)
+        return loaded
+    with contextlib.suppress(engine_file.EngineMissing):
+        return engine_file.load(spec)  # the fallback model's engine, made before
+    with tempfile.TemporaryDirectory(prefix="faasinfer-export-") as scratch:
+        onnx, engine = _onnx(loaded, spec, Path(scratch))
+        try:
+            engine_file.save(spec, onnx, loaded.name, engine, loaded.labels, loaded.preprocessing)
+        except OSError as exc:  # a read-only cache (an image's): the temp folder serves this process
+            log.warning("engine cache %s cannot be written (%s); using the temp folder", spec.engine.cache_dir, exc)
+            spec = replace(spec, engine=replace(spec.engine, cache_dir=temp_cache()))
+            engine_file.save(spec, onnx, loaded.name, engine, loaded.labels, loaded.preprocessing)
+    return engine_file.load(spec)
 
 
-AS_LOADED = EngineSpec("torch", "fp32")  # the network as loaded: eager fp32, nothing exported
+def temp_cache() -> Path:
+    return Path(tempfile.gettempdir()) / "faasinfer-engines"
 
 
-def check(backend: str, precision: str) -> None:
-    """Fails, naming what is valid, for an unknown backend, precision or combination."""
-    if backend not in BACKENDS:
-        raise ModelUnavailable(f"INFER_BACKEND={backend!r} is not a backend: one of {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise ModelUnavailable(f"INFER_PRECISION={precision!r} is not a precision: one of {', '.join(PRECISIONS)}")
-    if (backend, precision) not in SUPPORTED:
-        valid = ", ".join(f"{b}/{p}" for b, p in SUPPORTED)
-        raise ModelUnavailable(f"INFER_BACKEND={backend} does not run INFER_PRECISION={precision}: one of {valid}")
-
-
-def on_engine(classifier: Classifier, spec: EngineSpec) -> Classifier:
-    """``classifier`` with its network on the configured engine, or on the first fallback that can be built."""
-    check(spec.backend, spec.precision)
-    wanted: tuple[str, str] | None = (spec.backend, spec.precision)
+def _onnx(loaded: Classifier, spec: ModelSpec, scratch: Path) -> tuple[Path, str]:
+    """The ONNX file for the wanted precision, or for the first fallback that can be made, and what it runs."""
+    wanted: tuple[str, str] | None = ("onnxruntime", spec.engine.precision)
+    fp32 = scratch / "fp32.onnx"
+    try:
+        _export(loaded, fp32)
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"{loaded.name} cannot be exported to ONNX ({_short(exc)}); INFER_BACKEND=torch runs it eagerly"
+        ) from exc
     while wanted is not None:
         backend, precision = wanted
+        if precision == "fp32":
+            return fp32, f"{backend}/{precision}"
         try:
-            net = _build(classifier, backend, precision, spec)
+            int8 = scratch / "int8.onnx"
+            _quantize(fp32, int8, loaded, _calibration(spec))
+            return int8, f"{backend}/{precision}"
         except Exception as exc:
             wanted = FALLBACK.get(wanted)
             if wanted is None:
                 raise
-            log.warning(
-                "%s on %s/%s cannot be built (%s); using %s/%s instead",
-                classifier.name, backend, precision, _short(exc), *wanted,
-            )  # fmt: skip
-            continue
-        return replace(classifier, net=net, engine=f"{backend}/{precision}", channels_last=backend == "torch")
+            log.warning("%s on %s/%s cannot be built (%s); using %s/%s instead", loaded.name, backend, precision,
+                        _short(exc), *wanted)  # fmt: skip
     raise AssertionError("unreachable")
 
 
@@ -92,108 +94,16 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-def _build(classifier: Classifier, backend: str, precision: str, spec: EngineSpec) -> Callable[[torch.Tensor], Any]:
-    if backend == "torch":
-        return classifier.net if precision == "fp32" else _Bf16(classifier.net)
-    module = _module(classifier)
-    weights = _weights_digest(module)
-    fp32 = _cached(classifier.name, "fp32", weights, spec.cache_dir, lambda path: _export(classifier, module, path))
-    if precision == "fp32":
-        return _OrtNet(fp32, spec.threads)
-    photos = _calibration(spec)  # made once: the file's key and the quantization both need them
-    key = weights + "".join(hashlib.sha256(data).hexdigest() for data in photos)
-    int8 = _cached(classifier.name, "int8", key, spec.cache_dir, lambda path: _quantize(fp32, path, classifier, photos))
-    return _OrtNet(int8, spec.threads)
-
-
-class _Bf16:
-    """Eager PyTorch under bf16 autocast (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX); fp32 out."""
-
-    def __init__(self, net: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.net = net
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.net(batch).float()
-
-
-class _OrtNet:
-    """An ONNX Runtime session called like the network: a float32 NCHW batch in, logits out (as a tensor)."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle intra-op threads must not spin: the decode threads and the other workers share these cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        array = batch.detach().contiguous().numpy()  # NCHW, whatever layout the caller's tensor had
-        return torch.from_numpy(self.session.run(None, {self.input: array})[0])
-
-
-def _cached(name: str, precision: str, depends_on: str, cache_dir: Path, make: Callable[[Path], None]) -> Path:
-    """The engine file of model ``name`` at ``precision``, keyed by what it ``depends_on`` and the libraries: built
-    once (atomically: workers start together). A cache folder that cannot be written (a read-only image) is read,
-    and files are built in the temp folder."""
-    import onnxruntime
-
-    versions = f"{torch.__version__} {onnxruntime.__version__} {precision} {depends_on}"
-    name = f"{_slug(name)}-{precision}-{hashlib.sha256(versions.encode()).hexdigest()[:16]}.onnx"
-    folders = (cache_dir, Path(tempfile.gettempdir()) / "faasinfer-engines")
-    for folder in folders:
-        if (folder / name).is_file():
-            log.debug("engine %s from the cache", folder / name)
-            return folder / name
-    for folder in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".onnx.tmp")
-        except OSError as exc:
-            log.warning("engine cache %s cannot be written (%s)", folder, exc)
-            continue
-        os.close(fd)
-        try:
-            make(Path(tmp))
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; an image built as root is run by another user
-            os.replace(tmp, folder / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        log.info("engine %s built", folder / name)
-        return folder / name
-    raise ModelUnavailable(f"no engine cache folder can be written: {', '.join(map(str, folders))}")
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
-
-
-def _module(classifier: Classifier) -> torch.nn.Module:
-    if not isinstance(classifier.net, torch.nn.Module):
-        raise ModelUnavailable(f"{classifier.name}: not a torch module, nothing to export")
-    return classifier.net
-
-
-def _weights_digest(module: torch.nn.Module) -> str:
-    """The weights themselves, not their file's name: two state dicts of one name get two engines."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _export(classifier: Classifier, module: torch.nn.Module, path: Path) -> None:
-    sample = classifier.transform(_grey()).unsqueeze(0).repeat(2, 1, 1, 1)
+def _export(loaded: Classifier, path: Path) -> None:
+    if not isinstance(loaded.net, TorchNet):
+        raise ModelUnavailable(f"{loaded.name}: not a torch module, nothing to export")
+    grey = Image.new("RGB", (320, 240), (128, 128, 128))
+    sample = torch.from_numpy(np.stack([loaded.preprocessing(grey)] * 2))
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # The exporter narrates its steps on stdout/stderr: kept off the console (failures raise with the reason).
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         program = torch.onnx.export(
-            module, (sample,), None, input_names=["input"], output_names=["logits"],
+            loaded.net.module, (sample,), None, input_names=["input"], output_names=["logits"],
             dynamo=True, dynamic_shapes=({0: batch},), verbose=False,
         )  # fmt: skip
         if program is None:
@@ -206,11 +116,11 @@ def _quantize(fp32: Path, path: Path, classifier: Classifier, photos: Sequence[b
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    tensors = [classifier.preprocess(data, ImageLimits()).unsqueeze(0).numpy() for data in photos]
+    arrays = [classifier.preprocess(data, ImageLimits())[np.newaxis] for data in photos]
 
     class Photos(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.batches = iter(tensors)
+            self.batches = iter(arrays)
 
         def get_next(self) -> dict[str, Any] | None:
             batch = next(self.batches, None)
@@ -227,22 +137,15 @@ def _quantize(fp32: Path, path: Path, classifier: Classifier, photos: Sequence[b
             )  # fmt: skip
     finally:
         prepared.unlink(missing_ok=True)
+        logging.getLogger().removeFilter(_quiet_quantizer)
 
 
 def _quiet_quantizer(record: logging.LogRecord) -> bool:
     return "onnxruntime" not in record.pathname or record.levelno >= logging.WARNING
 
 
-def _calibration(spec: EngineSpec) -> Sequence[bytes]:
-    if spec.calibration is None:
-        raise ModelUnavailable("INFER_PRECISION=int8 needs calibration photos (INFER_CALIBRATION_DIR)")
-    photos = spec.calibration()
+def _calibration(spec: ModelSpec) -> Sequence[bytes]:
+    photos = spec.engine.calibration()
     if not photos:
         raise ModelUnavailable("INFER_PRECISION=int8: the calibration folder holds no photos")
     return photos
-
-
-def _grey() -> Any:
-    from PIL import Image
-
-    return Image.new("RGB", (320, 240), (128, 128, 128))

@@ -1,43 +1,55 @@
-"""``python -m functions.infer.prepare``: at image build, load the configured model on its engine, so that the
-weights and the exported engine are baked into the image (``INFER_ENGINE_CACHE``) instead of made at cold start.
+"""``python -m functions.infer.prepare [--out DIR]``: make the configured model's engine (INFER_* settings) into the
+engine cache, or into ``DIR`` (``sam build`` bakes it into infer's zip artifact this way: functions/Makefile).
 
-Fails (exit 1, saying why) when the model cannot be loaded or the configured engine cannot be built for it: an
-image must not ship a silent fallback.
+Prints the engine's folder on stdout; "building the ONNX engine (once)" on stderr when it is made, nothing when it
+was made before. Fails (exit 1, one line saying why) when the model cannot be loaded or the configured engine cannot
+be made for it: an artifact must not ship a silent fallback.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from functions.common.settings import get_settings
 
-from .app import model_spec
-from .catalog import load_classifier
+from . import engine_file
+from .config import ModelSpec, model_spec
+from .loading import load_classifier
 from .model import ModelUnavailable
 
 log = logging.getLogger("functions.infer.prepare")
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    wanted = f"{settings.infer_backend}/{settings.infer_precision}"
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m functions.infer.prepare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, help="the engine cache to make it in (default: INFER_ENGINE_CACHE)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    spec = model_spec(get_settings())
+    if args.out is not None:
+        spec = replace(spec, engine=replace(spec.engine, cache_dir=args.out.resolve()))
+    wanted = f"{spec.engine.backend}/{spec.engine.precision}"
+    if spec.engine.backend == "onnxruntime" and not _cached(spec):
+        print("building the ONNX engine (once)", file=sys.stderr, flush=True)
     try:
-        classifier = load_classifier(model_spec(settings))
+        classifier = load_classifier(spec)
     except ModelUnavailable as exc:
-        log.error("%s", exc)
+        print(f"prepare: {exc}", file=sys.stderr)
         return 1
-    if classifier.engine != wanted:
-        log.error(
-            "%s runs on %s, not on the configured %s (see the warning above)",
-            classifier.name,
-            classifier.engine,
-            wanted,
-        )
+    if classifier.engine != wanted or not classifier.name.startswith(f"{Path(spec.model).stem}:"):
+        print(f"prepare: {classifier.name} runs on {classifier.engine}, not {spec.model} on the configured "
+              f"{wanted} (see the warning above)", file=sys.stderr)  # fmt: skip
         return 1
-    log.info("prepared %s on %s", classifier.name, classifier.engine)
+    print(engine_file.folder(spec) if spec.engine.backend == "onnxruntime" else classifier.name)
     return 0
+
+
+def _cached(spec: ModelSpec) -> bool:
+    return (engine_file.folder(spec) / engine_file.MANIFEST_NAME).is_file()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
-import torch
+import numpy as np
 
 from functions.common.blobs import BlobNotFound, BlobStore
 from functions.common.contracts import InferenceRequest, InferenceResult
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 async def _fetch_and_decode(
     request: InferenceRequest, blobs: BlobStore, classifier: Classifier, pool: Executor, limits: ImageLimits
-) -> torch.Tensor:
-    """The preprocessed tensor. ``RecordFailed`` says why this record cannot be classified; infrastructure errors
+) -> np.ndarray:
+    """The preprocessed array. ``RecordFailed`` says why this record cannot be classified; infrastructure errors
     raise as they are (the batch is retried)."""
     if request.topk > len(classifier.labels):
         raise RecordFailed(f"topk {request.topk} exceeds the model's {len(classifier.labels)} classes")
@@ -47,10 +47,10 @@ async def process(
     """Every request gets exactly one result, in input order; a bad record never fails the others."""
     decoding = [asyncio.ensure_future(_fetch_and_decode(r, blobs, classifier, pool, limits)) for r in requests]
     results: dict[int, InferenceResult] = {}
-    pending: list[tuple[int, torch.Tensor]] = []
+    pending: list[tuple[int, np.ndarray]] = []
 
     async def flush() -> None:
-        batch = torch.stack([tensor for _, tensor in pending])
+        batch = np.stack([array for _, array in pending])
         topks = [requests[i].topk for i, _ in pending]
         predictions = await asyncio.to_thread(classifier.predict, batch, topks)
         for (i, _), (labels, scores) in zip(pending, predictions, strict=True):
@@ -64,12 +64,12 @@ async def process(
         # Decoding of later records continues in the pool while a full chunk runs through the model.
         for i, future in enumerate(decoding):
             try:
-                tensor = await future
+                array = await future
             except RecordFailed as exc:
                 log.info("request %s failed: %s", requests[i].key, exc)
                 results[i] = failed(requests[i].uuid, requests[i].seq, str(exc), classifier.name)
                 continue
-            pending.append((i, tensor))
+            pending.append((i, array))
             if len(pending) == max_batch:
                 await flush()
         if pending:

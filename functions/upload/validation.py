@@ -1,11 +1,18 @@
-"""Cheap image checks with Pillow (never torch): format, dimensions and aspect ratio, completeness.
+"""Cheap image checks with Pillow (never torch): format, dimensions and aspect ratio, completeness, cost.
 
-Most formats are checked by their structure, without decoding: a JPEG's headers parse (Pillow reads them up to
-the first scan) and an end-of-image marker follows the scan data; a PNG's chunks all pass their CRCs up to IEND
-(Pillow's ``verify``, which does not inflate the pixels); a WebP's RIFF container holds as many bytes as its
-header says. A truncated upload is refused; an image corrupt inside its compressed data is accepted, and infer
-(which decodes it anyway) answers ``failed`` when it cannot. Entropy-decoding JPEGs here was ~10% of the HTTP
-process's CPU per upload, and a 1.5 KB lossless WebP can decode to 160 MB.
+First the bytes' structure is read without Pillow (``functions.common.image_structure``, which infer runs too): how
+many scans a progressive JPEG makes its decoder run, how many segments, chunks, blocks or strips Pillow's parsers
+would walk one by one in Python, how much PNG metadata inflates. An image beyond a cap is refused (413) before
+Pillow parses it, so a refusal costs about what reading its bytes does. The same walk checks completeness: a JPEG's
+headers parse and an end-of-image marker follows its scan data; a PNG's chunks all pass their CRCs up to IEND.
+
+Then Pillow reads the header: a WebP's RIFF container must hold as many bytes as its header says. A truncated
+upload is refused; an image corrupt inside its compressed data is accepted, and infer (which decodes it anyway)
+answers ``failed`` when it cannot. Entropy-decoding JPEGs here was ~10% of the HTTP process's CPU per upload, and a
+1.5 KB lossless WebP can decode to 160 MB.
+
+A multi-picture JPEG (MPO, as many phone cameras write) is a JPEG: accepted as ``image/jpeg`` and classified by its
+first picture. A format Pillow names that the tables below lack is refused (415) naming it.
 
 GIF, BMP and TIFF are decoded in full, at most ``UPLOAD_DECODE_SLOTS`` at a time per process: a decode that
 finds no slot within ``UPLOAD_DECODE_WAIT_S`` (default: none free now) is answered 503 with ``Retry-After``
@@ -22,8 +29,9 @@ from functools import lru_cache
 
 from PIL import Image, UnidentifiedImageError
 
-from functions.common.errors import BadRequest, Busy, PayloadTooLarge, UnsupportedMedia
-from functions.common.image_limits import ImageLimits
+from functions.common.errors import BadRequest, Busy, PayloadTooLarge, ServiceError, UnsupportedMedia
+from functions.common.image_limits import ImageLimits, Violation
+from functions.common.image_structure import structure_violation
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
@@ -35,6 +43,7 @@ CONTENT_TYPES = {
 }
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
+SAME_AS = {"MPO": "JPEG"}  # Pillow's name for a JPEG holding more pictures (its first is the image)
 
 
 @dataclass(frozen=True)
@@ -53,18 +62,20 @@ class ImageInfo:
 
 
 def inspect_image(data: bytes, limits: ImageLimits, decode_slots: int = 2, decode_wait_s: float = 0.0) -> ImageInfo:
-    """Raise a 4xx ``ServiceError`` unless ``data`` is a complete image of a supported format and sane size
-    (``Busy``, a 503, when a full decode finds no free slot)."""
+    """Raise a 4xx ``ServiceError`` unless ``data`` is a complete image of a supported format, sane size and
+    bounded decoding cost (``Busy``, a 503, when a full decode finds no free slot)."""
     if not data:
         raise BadRequest("payload is empty")
+    if (violation := structure_violation(data, limits)) is not None:
+        raise _refusal(violation)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
                 width, height = img.size
-                fmt = str(img.format)
+                fmt = accepted_format(img.format)
                 if (violation := limits.violation(width, height)) is not None:
-                    raise (PayloadTooLarge if violation.status == 413 else BadRequest)(violation.message)
+                    raise _refusal(violation)
                 _check_complete(img, fmt, data, decode_slots, decode_wait_s)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"image rejected as a decompression bomb: {exc}") from exc
@@ -77,51 +88,38 @@ def inspect_image(data: bytes, limits: ImageLimits, decode_slots: int = 2, decod
     return ImageInfo(fmt, width, height)
 
 
+def accepted_format(name: str | None) -> str:
+    """The table's name for the format Pillow reports (an MPO is a JPEG); 415 naming any other."""
+    fmt = SAME_AS.get(str(name), str(name))
+    if fmt not in CONTENT_TYPES:
+        raise UnsupportedMedia(f"image format {name} is not accepted (only {', '.join(CONTENT_TYPES)})")
+    return fmt
+
+
+def _refusal(violation: Violation) -> ServiceError:
+    return (PayloadTooLarge if violation.status == 413 else BadRequest)(violation.message)
+
+
 def _check_complete(img: Image.Image, fmt: str, data: bytes, decode_slots: int, decode_wait_s: float) -> None:
-    if fmt == "JPEG":
-        _check_jpeg_ends(data)
-    elif fmt == "PNG":
-        img.verify()  # every chunk's CRC up to IEND; the pixel data is not inflated
-    elif fmt == "WEBP":
+    """JPEG and PNG were checked by their structure (``structure_violation``); a WebP by its container length; the
+    other formats by decoding them."""
+    if fmt in ("JPEG", "PNG"):
+        return
+    if fmt == "WEBP":
         declared = int.from_bytes(data[4:8], "little") + 8
         if len(data) < declared:
             raise BadRequest(f"image is corrupt or truncated: the WebP holds {len(data)} of its {declared} bytes")
-    else:
-        slots = _decode_slots(decode_slots)
-        if not slots.acquire(timeout=decode_wait_s):
-            raise Busy(f"too many {fmt} images are being checked at once; retry in a second")
-        try:
-            img.load()
-        finally:
-            slots.release()
+        return
+    slots = _decode_slots(decode_slots)
+    if not slots.acquire(timeout=decode_wait_s):
+        raise Busy(f"too many {fmt} images are being checked at once; retry in a second")
+    try:
+        img.load()
+    finally:
+        slots.release()
 
 
 @lru_cache(maxsize=8)
 def _decode_slots(count: int) -> threading.BoundedSemaphore:
     """One semaphore per process (and slot count): shared by every handler thread of the process."""
     return threading.BoundedSemaphore(count)
-
-
-def _jpeg_scan_start(data: bytes) -> int:
-    """Where the first scan's entropy-coded data begins: after the SOS segment (markers walked from SOI; Pillow
-    has already parsed them, but does not say where the scan starts)."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            break
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xDA:  # SOS
-            return i + 2 + length
-        i += 2 + length
-    raise BadRequest("image is corrupt or truncated: the JPEG has no scan data")
-
-
-def _check_jpeg_ends(data: bytes) -> None:
-    """An EOI marker (FF D9) after the start of the scan data (one in a header segment, e.g. in an EXIF
-    thumbnail, comes before it and does not count). FF D9 cannot occur inside entropy-coded data."""
-    if data.rfind(b"\xff\xd9", _jpeg_scan_start(data)) < 0:
-        raise BadRequest("image is corrupt or truncated: the JPEG has no end-of-image marker after its scan data")

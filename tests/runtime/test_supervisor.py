@@ -1,15 +1,19 @@
-"""A child that exits is reaped, counted and started again, later each time it keeps dying at once."""
+"""A child that exits is reaped, counted and started again, later each time it keeps dying at once, but never
+during shutdown; a build step runs to its end with its lines handed on."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import sys
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 
 import pytest
 
 from runtime import supervisor
-from runtime.supervisor import Child, check
+from runtime.supervisor import Child, check, run_to_end
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -50,3 +54,42 @@ def test_a_child_that_ran_long_starts_its_backoff_over() -> None:
     child.process.join(10)
     check(child, supervisor.HEALTHY_AFTER_S + 5)
     assert child.restart_at == supervisor.HEALTHY_AFTER_S + 5 + 1.0
+
+
+@pytest.fixture
+def shutting_down() -> Iterator[None]:
+    supervisor.SHUTDOWN.set()
+    yield
+    supervisor.SHUTDOWN.clear()
+
+
+@pytest.mark.usefixtures("shutting_down")
+def test_a_child_that_exits_during_shutdown_is_neither_restarted_nor_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """A terminal's Ctrl-C reaches every process of the group: the children stop while the runtime stops the rest."""
+    child = Child("worker#0", _start, _start(), started_at=0.0)
+    child.process.join(10)
+    before = supervisor.RESTARTS.labels("worker#0")._value.get()
+    for now in (1.0, 100.0):
+        check(child, now)
+    assert child.restart_at is None and child.process.exitcode == 3
+    assert supervisor.RESTARTS.labels("worker#0")._value.get() == before
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_build_step_hands_on_its_progress_and_fails_with_its_last_line_once() -> None:
+    lines: list[str] = []
+    script = "import sys, time; print('building the engine', flush=True); time.sleep(1); sys.exit('no such model')"
+    failure = await run_to_end([sys.executable, "-c", script], dict(os.environ), lines.append, hold_s=0.3)
+    assert failure == "no such model"
+    assert lines == ["building the engine"]  # shown while it ran; the failure is the caller's to tell
+
+
+async def test_a_build_step_that_succeeds_hands_on_every_line() -> None:
+    lines: list[str] = []
+    failure = await run_to_end([sys.executable, "-c", "print('one'); print('two')"], dict(os.environ), lines.append)
+    assert failure is None and lines == ["one", "two"]
+
+
+async def test_a_silent_failing_build_step_is_named_with_its_exit_code() -> None:
+    command = [sys.executable, "-c", "raise SystemExit(4)"]
+    assert await run_to_end(command, dict(os.environ), print) == f"{' '.join(command)} exited with code 4"

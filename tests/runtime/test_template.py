@@ -34,7 +34,7 @@ def test_self_managed_mode_is_the_local_default() -> None:
     )
     assert source.starting_position == "TRIM_HORIZON" and source.group_id == "faasinfer-infer"
     assert infer.handler == "functions.infer.app.handler" and infer.local_workers == "auto"
-    assert infer.env["INFER_MODEL"] == "resnet50" and infer.timeout_s == 300
+    assert infer.env["INFER_MODEL"] == "efficientnet_lite0" and infer.timeout_s == 300
 
 
 def test_msk_mode_and_parameter_overrides_flow_into_events_and_env() -> None:

@@ -54,7 +54,7 @@ def test_msk_batch_with_bad_records_answers_every_request(configured: dict[str, 
         assert done["scores"] == sorted(done["scores"], reverse=True)
         assert all(0.0 <= s <= 1.0 for s in done["scores"])
         assert done["model"] == "resnet18:file:resnet18-test.pth"
-    assert results[2]["status"] == "failed" and "decode" in results[2]["error"]
+    assert results[2]["status"] == "failed" and "corrupt or truncated" in results[2]["error"]
     assert results[3]["status"] == "failed" and "not found" in results[3]["error"]
     assert results[5]["status"] == "failed" and "topk" in results[5]["error"]
     dead = asyncio.run(consume_all(configured["kafka_bootstrap_servers"], configured["dlq_topic"], 1))

@@ -1,47 +1,42 @@
 """Batched inference gives every request its own image's answer: distinct images in a shuffled order, a batch
 larger than ``INFER_MAX_BATCH``, a failed record among them, mixed top-k, compared with one forward pass per image
-through the same network (no batching) and with the answer the network is built to give."""
+through the same network (no batching) and with the answer the network is built to give. Torch-free, as the infer
+function is."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torchvision.models import ResNet18_Weights
 
 from functions.common.blobs import blob_store_from_url
 from functions.common.contracts import InferenceRequest
 from functions.common.image_limits import ImageLimits
 from functions.infer import service
 from functions.infer.model import Classifier
+from functions.infer.preprocess import Preprocessing
 
 SESSION = "0b6c3c4e-2f3a-4d0e-8b1a-7c5d9e2f4a61"
 CLASSES = 8
+# Logits = this matrix times the image's mean colour: each solid colour has its own known ranking.
+MIX = np.array([[3.0, 0, 0], [0, 3, 0], [0, 0, 3], [2, 2, 0], [0, 2, 2], [2, 0, 2], [-2, -2, -2], [1, -1, 1]],
+               dtype=np.float32)  # fmt: skip
 
 
-class ColourScorer(torch.nn.Module):
-    """Logits = a fixed matrix times the image's mean colour: each solid colour has its own known ranking."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.mix = torch.nn.Linear(3, CLASSES, bias=False)
-        with torch.no_grad():
-            self.mix.weight.copy_(torch.tensor([[3.0, 0, 0], [0, 3, 0], [0, 0, 3], [2, 2, 0], [0, 2, 2], [2, 0, 2],
-                                                [-2, -2, -2], [1, -1, 1]]))  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mix(x.mean(dim=(2, 3)))
+def colour_scorer(batch: np.ndarray) -> np.ndarray:
+    return np.asarray(batch.mean(axis=(2, 3)) @ MIX.T, dtype=np.float32)
 
 
 def _classifier() -> Classifier:
     labels = [f"class{i}" for i in range(CLASSES)]
-    return Classifier("colours:test", ColourScorer().eval(), labels, ResNet18_Weights.IMAGENET1K_V1.transforms())
+    return Classifier("colours:test", colour_scorer, labels, Preprocessing())
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:
@@ -52,9 +47,10 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 
 def _reference(classifier: Classifier, data: bytes, topk: int) -> tuple[list[str], list[float]]:
     """One image alone through the network, ranked in plain Python."""
-    tensor = classifier.transform(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0)
-    with torch.inference_mode():
-        probabilities = torch.softmax(classifier.net(tensor), dim=1)[0].tolist()
+    array = classifier.preprocessing(Image.open(io.BytesIO(data)).convert("RGB"))[np.newaxis]
+    logits = [float(v) for v in classifier.net(array)[0]]
+    total = sum(math.exp(v - max(logits)) for v in logits)
+    probabilities = [math.exp(v - max(logits)) / total for v in logits]
     ranked = sorted(range(CLASSES), key=lambda i: -probabilities[i])[:topk]
     return [classifier.labels[i] for i in ranked], [probabilities[i] for i in ranked]
 

@@ -9,27 +9,28 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from functions.common.image_limits import ImageLimits
 from functions.common.settings import Settings, reset_settings
-from functions.infer import app
-from functions.infer.calibration import DEMO_PHOTOS, augmented
-from functions.infer.catalog import ModelSpec, load_classifier
-from functions.infer.engines import EngineSpec, check
+from functions.infer import app, engine_file
+from functions.infer.calibration import DEMO_PHOTOS
+from functions.infer.config import EngineSpec, ModelSpec, check
+from functions.infer.loading import load_classifier
 from functions.infer.model import Classifier, ModelUnavailable
 from tests.helpers import apply_env, photos
 
 LIMITS = ImageLimits()
 
 
-def _batch(classifier: Classifier) -> torch.Tensor:
-    return torch.stack([classifier.preprocess(data, LIMITS) for _, data in photos()])
+def _batch(classifier: Classifier) -> np.ndarray:
+    return np.stack([classifier.preprocess(data, LIMITS) for _, data in photos()])
 
 
 def _engine(backend: str, precision: str, cache: Path, calibration: Path = DEMO_PHOTOS) -> EngineSpec:
-    return EngineSpec(backend, precision, cache, lambda: augmented(calibration, 24, seed=2))
+    return EngineSpec(backend, precision, cache, calibration)
 
 
 @pytest.mark.parametrize(
@@ -63,26 +64,26 @@ def test_an_unknown_backend_stops_the_function_at_start(monkeypatch: pytest.Monk
         reset_settings()
 
 
-def test_onnxruntime_fp32_answers_as_eager_torch_and_is_exported_once(
-    tiny_weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_onnxruntime_fp32_answers_as_eager_torch_and_is_exported_once(tiny_weights: Path, tmp_path: Path) -> None:
     eager = load_classifier(ModelSpec("resnet18", str(tiny_weights)))
-    with caplog.at_level(logging.DEBUG, logger="functions.infer.engines"):
-        ort = load_classifier(ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", tmp_path)))
-        again = load_classifier(
-            ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", tmp_path))
-        )
+    spec = ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", tmp_path))
+    ort = load_classifier(spec)
+    [folder] = tmp_path.iterdir()
+    built = (folder / "engine.onnx").stat().st_mtime_ns
+    again = load_classifier(spec)
     assert (eager.engine, ort.engine, again.engine) == ("torch/fp32", "onnxruntime/fp32", "onnxruntime/fp32")
-    assert [r.message.split(" ")[-1] for r in caplog.records if "engine" in r.message] == ["built", "cache"]
-    [file] = tmp_path.iterdir()
-    assert file.name.startswith("resnet18_file_resnet18-test.pth-fp32-") and file.suffix == ".onnx"
+    assert (folder / "engine.onnx").stat().st_mtime_ns == built  # read from the cache, not made again
+    assert folder.name.startswith("resnet18-fp32-")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["name"] == "resnet18:file:resnet18-test.pth" and manifest["engine"] == "onnxruntime/fp32"
+    assert manifest["labels"] == list(eager.labels) and str(tiny_weights.resolve()) in manifest["sources"]
     batch = _batch(eager)
     expected, got = eager.predict(batch, [5] * len(batch)), ort.predict(batch, [5] * len(batch))
     for (labels, scores), (ort_labels, ort_scores) in zip(expected, got, strict=True):
         assert ort_labels == labels
         assert ort_scores == pytest.approx(scores, abs=1e-5)
     for size in (1, 3, 9):  # the batch dimension is dynamic
-        assert len(ort.predict(batch[:1].repeat(size, 1, 1, 1), [1] * size)) == size
+        assert len(ort.predict(np.repeat(batch[:1], size, axis=0), [1] * size)) == size
 
 
 def test_other_weights_of_the_same_model_get_their_own_engine(tiny_weights: Path, tmp_path: Path) -> None:
@@ -112,9 +113,8 @@ def test_int8_and_bf16_keep_the_clear_answers_of_the_packaged_model(tmp_path: Pa
     assert [answers["bf16"][i] for i in clear] == [answers["int8"][i] for i in clear] == ["tripod", "espresso"]
 
 
-def test_a_model_that_cannot_be_exported_falls_back_to_torch_saying_why(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_model_that_cannot_be_exported_is_refused_naming_the_torch_backend(tmp_path: Path) -> None:
+    """No silent fall into PyTorch: INFER_BACKEND=torch is chosen, and the message says so."""
     path = tmp_path / "own.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -122,17 +122,10 @@ def test_a_model_that_cannot_be_exported_falls_back_to_torch_saying_why(
         torch.jit.save(torch.jit.script(network), str(path))
     labels = tmp_path / "labels.json"
     labels.write_text('["a", "b"]')
-    with caplog.at_level(logging.WARNING):
-        classifier = load_classifier(
-            ModelSpec(str(path), labels=str(labels), engine=_engine("onnxruntime", "int8", tmp_path / "cache"))
-        )
-    assert classifier.engine == "torch/fp32"
-    warnings_said = [r.message for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        "on onnxruntime/int8 cannot be built" in m and "using onnxruntime/fp32 instead" in m for m in warnings_said
-    )
-    assert any("on onnxruntime/fp32 cannot be built" in m and "using torch/fp32 instead" in m for m in warnings_said)
-    assert len(classifier.predict(_batch(classifier), [2] * 5)) == 5
+    with pytest.raises(ModelUnavailable, match=r"cannot be exported to ONNX.*INFER_BACKEND=torch"):
+        load_classifier(ModelSpec(str(path), labels=str(labels), engine=_engine("onnxruntime", "fp32", tmp_path)))
+    eager = load_classifier(ModelSpec(str(path), labels=str(labels), engine=_engine("torch", "fp32", tmp_path)))
+    assert eager.engine == "torch/fp32" and len(eager.predict(_batch(eager), [2] * 5)) == 5
 
 
 def test_int8_without_calibration_photos_falls_back_to_fp32(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -157,7 +150,7 @@ def test_a_cache_folder_that_cannot_be_written_builds_in_the_temp_folder(
         ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", blocked / "engines"))
     )
     assert classifier.engine == "onnxruntime/fp32"
-    assert len(list((tmp_path / "tmp" / "faasinfer-engines").glob("*.onnx"))) == 1
+    assert len(list((tmp_path / "tmp" / "faasinfer-engines").glob("*/engine.onnx"))) == 1
 
 
 def test_the_default_engine_is_the_fastest_that_passed_the_accuracy_gate() -> None:
@@ -174,15 +167,36 @@ def test_the_default_engine_is_the_fastest_that_passed_the_accuracy_gate() -> No
     assert gate["models"][0]["eval_images"] >= 400
 
 
-def test_an_onnxruntime_engine_gets_plain_batches_and_the_threads(tiny_weights: Path, tmp_path: Path) -> None:
-    """No channels-last copy for the session to undo, and torch keeps one thread: its idle pool would spin on the
-    cores the session's threads need."""
+def test_an_onnxruntime_engine_gets_plain_float32_batches_and_the_threads(tiny_weights: Path, tmp_path: Path) -> None:
     engine = replace(_engine("onnxruntime", "fp32", tmp_path), threads=2)
     classifier = load_classifier(ModelSpec("resnet18", str(tiny_weights), threads=2, engine=engine))
-    assert not classifier.channels_last and torch.get_num_threads() == 1
-    seen: list[torch.Tensor] = []
+    assert isinstance(classifier.net, engine_file.OrtNet)
+    options = classifier.net.session.get_session_options()
+    assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
+    seen: list[np.ndarray] = []
     spy = replace(classifier, net=lambda batch: seen.append(batch) or classifier.net(batch))
     spy.predict(_batch(classifier), [1] * 5)
-    assert seen[0].is_contiguous() and not seen[0].is_contiguous(memory_format=torch.channels_last)
-    eager = load_classifier(ModelSpec("resnet18", str(tiny_weights), threads=2))
-    assert eager.channels_last and torch.get_num_threads() == 2
+    assert seen[0].dtype == np.float32 and seen[0].flags.c_contiguous and seen[0].shape == (5, 3, 224, 224)
+
+
+def test_a_damaged_engine_is_refused_naming_its_file(tiny_weights: Path, tmp_path: Path) -> None:
+    spec = ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", tmp_path))
+    load_classifier(spec)
+    onnx = engine_file.folder(spec) / "engine.onnx"
+    onnx.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(ModelUnavailable, match=f"engine {onnx} is damaged"):
+        load_classifier(spec)
+
+
+def test_an_engine_made_from_a_weights_file_that_changed_is_made_again(tiny_weights: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(tiny_weights.read_bytes())
+    spec = ModelSpec("resnet18", str(weights), engine=_engine("onnxruntime", "fp32", tmp_path / "cache"))
+    first = load_classifier(spec)
+    torch.manual_seed(5)
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    second = load_classifier(spec)
+    batch = _batch(first)[:1]
+    assert not np.allclose(first.net(batch), second.net(batch))

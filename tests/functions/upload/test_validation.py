@@ -1,15 +1,23 @@
-"""A JPEG is accepted by its structure (headers parse, an end-of-image marker follows the scan), not by decoding."""
+"""A JPEG is accepted by its structure (headers parse, an end-of-image marker follows the scan), not by decoding; an
+MPO is a JPEG; an image whose structure would cost too much to parse or decode is refused before Pillow reads it."""
 
 from __future__ import annotations
 
 import io
+import re
+import zlib
 
 import pytest
 from PIL import Image
 
 from functions.common.errors import BadRequest, Busy, PayloadTooLarge, UnsupportedMedia
 from functions.common.image_limits import ImageLimits
-from functions.upload.validation import _check_complete, _decode_slots, _jpeg_scan_start, inspect_image
+from functions.common.image_structure import MAX_GIF_BLOCKS, MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS, MAX_TIFF_STRIPS
+from functions.common.settings import Settings
+from functions.upload import validation
+from functions.upload.service import stage
+from functions.upload.validation import _check_complete, _decode_slots, accepted_format, inspect_image
+from tests.functions.common.test_image_structure import tiff_of_strips
 from tests.helpers import photo
 
 LIMITS = ImageLimits()
@@ -157,33 +165,82 @@ def test_too_many_pixels_is_413_and_a_bomb_names_itself() -> None:
         inspect_image(_encoded("PNG", (12_000, 12_000), mode="1"), ImageLimits(max_pixels=10**9, max_side=10**6))
 
 
-def _sos_offset(jpeg: bytes) -> int:
-    """Where the scan data starts, found the plain way: the SOS marker (FF DA) and its segment length."""
-    sos = jpeg.index(b"\xff\xda")
-    return sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big")
-
-
-def test_the_scan_start_is_found_after_every_header_segment() -> None:
-    jpeg = photo("chelsea.jpg")
-    assert _jpeg_scan_start(jpeg) == _sos_offset(jpeg)
-    for fill in (1, 2, 3):  # fill bytes before a marker (allowed by the spec), odd and even counts
-        padded = jpeg[:2] + b"\xff" * fill + jpeg[2:]
-        assert _jpeg_scan_start(padded) == _sos_offset(jpeg) + fill
-    commented = _with_comment(jpeg, b"x" * 300)
-    assert _jpeg_scan_start(commented) == _sos_offset(jpeg) + 304
-
-
-@pytest.mark.parametrize(
-    "data",
-    [photo("chelsea.jpg")[:20], photo("chelsea.jpg")[:100], b"\xff\xd8\x00\x00\x00\x00" + photo("chelsea.jpg")],
-    ids=["cut-in-a-header", "cut-before-sos", "no-marker-after-soi"],
-)
-def test_a_jpeg_without_scan_data_says_so(data: bytes) -> None:
-    with pytest.raises(BadRequest, match=r"^image is corrupt or truncated: the JPEG has no scan data$"):
-        _jpeg_scan_start(data)
-
-
 @pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA", "PPM"])
 def test_formats_pillow_reads_but_we_do_not_accept_are_unsupported(fmt: str) -> None:
     with pytest.raises(UnsupportedMedia):
         inspect_image(_encoded(fmt, (32, 32), "RGB"), LIMITS)
+
+
+def _mpo() -> bytes:
+    """A multi-picture JPEG as phone cameras write it: a 451x300 first picture, a smaller second one."""
+    first = Image.open(io.BytesIO(photo("chelsea.jpg")))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[first.resize((120, 80))])
+    return buffer.getvalue()
+
+
+def test_a_multi_picture_jpeg_is_staged_as_a_jpeg_of_its_first_picture() -> None:
+    """Through ``stage``, the check and addressing ``POST /image`` and ``POST /images`` run on every file."""
+    data = _mpo()
+    with Image.open(io.BytesIO(data)) as img:
+        assert (img.format, getattr(img, "n_frames", 1)) == ("MPO", 2)
+    staged = stage(Settings(), "11111111-2222-4333-8444-555555555555", 7, 5, data)
+    assert staged.content_type == "image/jpeg" and staged.blob_key.endswith(".jpg")
+    info = inspect_image(data, LIMITS)
+    assert (info.format, info.width, info.height) == ("JPEG", 451, 300)
+
+
+def test_a_format_pillow_names_that_the_table_lacks_is_a_415_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "SAME_AS", {})  # as if MPO had no entry: Pillow still reports it
+    with pytest.raises(UnsupportedMedia) as caught:
+        inspect_image(_mpo(), LIMITS)
+    assert caught.value.message == "image format MPO is not accepted (only JPEG, PNG, WEBP, GIF, BMP, TIFF)"
+    with pytest.raises(UnsupportedMedia, match=r"^image format None is not accepted"):
+        accepted_format(None)
+
+
+def _scan_bomb(scans: int) -> bytes:
+    """A progressive JPEG from Pillow (10 scans) with one small scan repeated up to ``scans`` scans."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (512, 512), (120, 130, 140)).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    starts = [m.start() for m in re.finditer(rb"\xff\xda", data)]
+    end = data.rindex(b"\xff\xd9")
+    scan = min((data[a:b] for a, b in zip(starts[1:], [*starts[2:], end], strict=True)), key=len)
+    return data[:end] + scan * (scans - len(starts)) + data[end:]
+
+
+def test_a_progressive_jpeg_beyond_the_scan_limit_is_413_and_one_at_it_is_accepted() -> None:
+    assert inspect_image(_scan_bomb(100), LIMITS).format == "JPEG"
+    with pytest.raises(PayloadTooLarge, match=r"^the JPEG has more than 100 scans \(MAX_JPEG_SCANS;"):
+        inspect_image(_scan_bomb(20_000), LIMITS)
+    with pytest.raises(PayloadTooLarge, match=r"more than 12 scans"):
+        inspect_image(_scan_bomb(13), ImageLimits(max_jpeg_scans=12))
+
+
+def _png_chunk(kind: bytes) -> bytes:
+    return b"\x00\x00\x00\x00" + kind + zlib.crc32(kind).to_bytes(4, "big")
+
+
+def _floods() -> dict[str, bytes]:
+    """One file per shape whose cost Pillow pays per structure, not per byte, each just past its cap (the TIFF:
+    1001x20000 px, within every size limit, and one strip more than it has rows)."""
+    jpeg, png, gif = photo("chelsea.jpg"), _encoded("PNG", (64, 48), "RGB"), _encoded("GIF", (64, 48), "P")
+    return {
+        "jpeg-segments": jpeg[:2] + b"\xff\xfe\x00\x02" * MAX_JPEG_SEGMENTS + jpeg[2:],
+        "png-chunks": png[:33] + _png_chunk(b"tEXt") * MAX_PNG_CHUNKS + png[33:],
+        "gif-blocks": gif[:13] + b"\x21\xfe\x00" * (MAX_GIF_BLOCKS + 1) + gif[13:],
+        "tiff-strips": tiff_of_strips(MAX_TIFF_STRIPS + 1, width=1001, height=20_000),
+    }
+
+
+@pytest.mark.parametrize("name", ["jpeg-segments", "png-chunks", "gif-blocks", "tiff-strips"])
+def test_a_flood_of_structures_is_413_before_pillow_parses_it(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _floods()[name]
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Pillow opened an image whose structure was beyond a cap")
+
+    monkeypatch.setattr(Image, "open", never)
+    with pytest.raises(PayloadTooLarge, match=r"^the (JPEG|PNG|GIF|TIFF) has (more than )?\d+ "):
+        inspect_image(data, LIMITS)
