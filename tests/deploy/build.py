@@ -51,6 +51,9 @@ def sam_build(
     home = build_dir.parent / "home"
     home.mkdir(parents=True, exist_ok=True)
     passed = {key: os.environ[key] for key in ("PROJECT_PYTHON", "PIP_CACHE_DIR") if key in os.environ}
+    compile_with = sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))  # what the Makefile looks for
+    if compile_with:
+        passed["COMPILE_PYTHON"] = str(compile_with[0])
     return subprocess.run(
         [str(sam_binary()), "build", "--build-dir", str(build_dir), *args],
         cwd=source,
