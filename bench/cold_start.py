@@ -23,7 +23,7 @@ from bench.common import ROOT, save_json, table
 from runtime.broker import EmbeddedBroker, ensure_topics
 
 _PROBE = r"""
-import json, sys, time
+import base64, json, statistics, sys, time
 t0 = time.perf_counter()
 import importlib
 module = importlib.import_module(sys.argv[1])
@@ -33,8 +33,20 @@ result = module.handler(event, None)
 t2 = time.perf_counter()
 import resource
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def again(i):
+    if event.get("rawPath") != "/image":
+        return event
+    seq = b'name="seq"\r\n\r\n'
+    body = base64.b64decode(event["body"]).replace(seq + b"7\r\n", seq + b"%d\r\n" % (100 + i))
+    return {{**event, "body": base64.b64encode(body).decode()}}
+warm = []
+for i in range(int(sys.argv[3])):
+    varied = again(i)
+    started = time.perf_counter()
+    module.handler(varied, None)
+    warm.append(time.perf_counter() - started)
 print(json.dumps({{"import_s": t1 - t0, "first_s": t2 - t1, "torch": "torch" in sys.modules, "result": result,
-                  "peak_rss_mb": rss_mb}}))
+                  "peak_rss_mb": rss_mb, "warm_s": statistics.median(warm) if warm else None}}))
 """
 
 _SEED = """
@@ -59,14 +71,14 @@ asyncio.run(seed())
 """
 
 HANDLERS = {
-    "upload": ("functions.upload.app", "apigw_v2_upload_register"),
+    "upload": ("functions.upload.app", "apigw_v2_upload_image"),
     "query": ("functions.query.app", "apigw_v2_query_result"),
     "collect": ("functions.collect.app", "selfmanaged_collect"),
     "infer": ("functions.infer.app", "selfmanaged_infer"),
 }
 
 
-# ``--build-dir``: each handler from its `sam build` artifact, on Lambda's python (3.12), the artifact alone on the path.
+# ``--build-dir``: each handler from its `sam build` artifact on Lambda's python (3.12), the artifact alone on the path.
 ARTIFACTS = {"upload": "UploadFunction", "query": "QueryFunction", "collect": "CollectSelfManagedFunction",
              "infer": "InferSelfManagedFunction"}  # fmt: skip
 LAMBDA_PYTHON = Path.home() / ".pyenv" / "versions" / "3.12.1" / "bin" / "python3.12"
@@ -90,7 +102,7 @@ def _eight_photos(into: Path) -> Path:
     return path
 
 
-def probe(name: str, env: dict[str, str], artifact: Path | None = None) -> dict[str, Any]:
+def probe(name: str, env: dict[str, str], artifact: Path | None = None, warm: int = 0) -> dict[str, Any]:
     module, event = HANDLERS[name]
     seed = _SEED.replace("{photos}", str(ROOT / "demo" / "photos"))
     subprocess.run([sys.executable, "-c", seed], env=env, check=True, cwd=env["WORKDIR"])
@@ -104,7 +116,7 @@ def probe(name: str, env: dict[str, str], artifact: Path | None = None) -> dict[
     if name == "infer":
         event_file = _eight_photos(Path(env["WORKDIR"]))
     out = subprocess.run(
-        [python, "-c", code, module, str(event_file)],
+        [python, "-c", code, module, str(event_file), str(warm)],
         env=run_env,
         capture_output=True,
         text=True,
@@ -115,7 +127,7 @@ def probe(name: str, env: dict[str, str], artifact: Path | None = None) -> dict[
     return result
 
 
-def run(repeat: int, model: str, build_dir: Path | None = None) -> dict[str, dict[str, float]]:
+def run(repeat: int, model: str, build_dir: Path | None = None, warm: int = 0) -> dict[str, dict[str, float]]:
     """Each handler's cold start in a fresh interpreter; infer's engine made first (as ``sam build`` bakes it into
     the artifact), so its cold start is what a deployed function pays: no export, and no torch."""
     results: dict[str, dict[str, float]] = {}
@@ -146,7 +158,7 @@ def run(repeat: int, model: str, build_dir: Path | None = None) -> dict[str, dic
                         "INFER_ENGINE_CACHE": engines,
                         "LOG_LEVEL": "WARNING",
                     }
-                    sample = probe(name, env, artifact)
+                    sample = probe(name, env, artifact, warm)
                     if name == "infer" and sample["result"].get("done") != 8:  # a fast failure is no cold start
                         raise RuntimeError(f"infer's first batch was not classified: {sample['result']}")
                     samples.append(sample)
@@ -155,6 +167,7 @@ def run(repeat: int, model: str, build_dir: Path | None = None) -> dict[str, dic
                 "first_s": statistics.median(s["first_s"] for s in samples),
                 "torch": float(any(s["torch"] for s in samples)),
                 "peak_rss_mb": round(max(s["peak_rss_mb"] for s in samples), 1),
+                **({"warm_s": statistics.median(s["warm_s"] for s in samples)} if warm else {}),
             }
     return results
 

@@ -146,6 +146,14 @@ class Client:
             await asyncio.sleep(min(10.0, float(retry_after)) if retry_after.isdigit() else 1.0)
         return await self._http.post(path, **kwargs)
 
+    async def classify(self, name: str, data: bytes, topk: int, wait_s: float) -> dict[str, Any]:
+        """``POST /classify``: the result when the server has it within ``wait_s`` (status done or failed), else
+        status queued with ``poll``, the ``GET /result`` that will hold it."""
+        form = {"topk": str(topk), "wait": f"{wait_s:g}"}
+        response = await self._post_retrying_busy("/classify", data=form, files={"payload": (name, data)})
+        answer: dict[str, Any] = self._check(response)
+        return answer
+
     async def results(self, uuid: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
         """The finished results of the range, every page of it (``MAX_RANGE`` seqs per query; a page that would
         not fit a Lambda response stops early at ``nextSeq``)."""

@@ -1,4 +1,4 @@
-"""``faasinfer``: register, upload files or folders, wait for results with a progress bar, run the demo loop."""
+"""``faasinfer``: classify one image, register, upload files or folders, wait for results, run the demo loop."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx
 
 from . import commands
 from .api import ApiError, Client
-from .commands import UsageError, console
+from .commands import UsageError, notes
 
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 HELP = argparse.ArgumentDefaultsHelpFormatter
@@ -54,6 +54,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     up.add_argument("--concurrency", type=int, default=4, help="uploads in flight")
     up.add_argument("--wait", action="store_true", help="then wait for the results and print them")
     up.add_argument("--timeout", type=float, default=600, help="seconds to wait for the results")
+    one = _command(sub, "classify", help="classify one image in one call and print its labels")
+    one.add_argument("path", help="an image file")
+    one.add_argument("--topk", type=int, default=5, help="labels to print")
+    one.add_argument("--wait", type=float, default=10, help="seconds the server waits for the result (at most 25)")
     res = _command(sub, "results", help="print the results of a seq range (default: the last upload's)")
     res.add_argument("--uuid", help="session (default: the last upload's, remembered)")
     res.add_argument("--seq-start", type=int, help="first seq (default: 0, or the last upload's)")
@@ -70,7 +74,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
-    handlers = {"register": commands.register, "upload": commands.upload, "results": commands.results}
+    handlers = {
+        "register": commands.register, "upload": commands.upload, "results": commands.results,
+        "classify": commands.classify,
+    }  # fmt: skip
     async with Client(args.url, args.api_key) as client:
         return await handlers.get(args.command, commands.demo)(client, args)
 
@@ -81,20 +88,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.url.startswith(("http://", "https://")):
         message = f"--url {args.url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000)"
-        console.print(f"[red]{message}[/red]", soft_wrap=True)
+        notes.print(f"[red]{message}[/red]", soft_wrap=True)
         return 2
     if args.command == "upload" and (missing := [p for p in args.paths if not Path(p).exists()]):
-        console.print(f"[red]no such file or folder: {', '.join(missing)}[/red]", soft_wrap=True)  # before registering
+        notes.print(f"[red]no such file or folder: {', '.join(missing)}[/red]", soft_wrap=True)  # before registering
+        return 2
+    if args.command == "classify" and not Path(args.path).is_file():
+        notes.print(f"[red]no such file: {args.path}[/red]", soft_wrap=True)
         return 2
     try:
         return asyncio.run(run(args))
     except UsageError as exc:
-        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        notes.print(f"[red]{exc}[/red]", soft_wrap=True)
         return 2
     except Exception as exc:
         if args.debug:
-            console.print_exception()
-        console.print(f"[red]{_one_line(exc, args.url)}[/red]", soft_wrap=True)
+            notes.print_exception()
+        notes.print(f"[red]{_one_line(exc, args.url)}[/red]", soft_wrap=True)
         return 1
 
 

@@ -17,7 +17,8 @@ from rich.table import Table
 from . import memory
 from .api import Client, Uploaded, image_files
 
-console = Console()
+console = Console()  # results: stdout
+notes = Console(stderr=True)  # diagnostics, progress and failures: stderr
 
 
 class UsageError(Exception):
@@ -30,15 +31,15 @@ def _progress(args: argparse.Namespace) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=notes,
         transient=False,
-        disable=args.json,  # scripts read stdout
+        disable=args.json or not notes.is_terminal,  # progress only on a terminal
     )
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.json:
-        console.print(text, soft_wrap=True)
+        notes.print(text, soft_wrap=True)
 
 
 def _emit_json(value: Any) -> None:
@@ -95,7 +96,7 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
         if items is not None:
             console.print(results_table(items, names))
         for path, seq, why in uploaded.refused:
-            console.print(f"[yellow]skipped {path} (seq {seq}): {why}[/yellow]", soft_wrap=True)
+            notes.print(f"[yellow]skipped {path} (seq {seq}): {why}[/yellow]", soft_wrap=True)
         if items is None:
             _say(args, "results: [bold]faasinfer results --wait[/bold] (this session is remembered)")
     failed = uploaded.refused or (items is not None and any(i["status"] != "done" for i in items))
@@ -162,3 +163,21 @@ async def demo(client: Client, args: argparse.Namespace) -> int:
         if round_ + 1 < args.rounds:
             await asyncio.sleep(args.interval)
     return 0
+
+
+async def classify(client: Client, args: argparse.Namespace) -> int:
+    """One image in one call (``POST /classify``): its labels, or where to poll when they take longer than --wait."""
+    path = Path(args.path)  # checked before the event loop (cli.main)
+    answer = await client.classify(path.name, await asyncio.to_thread(path.read_bytes), args.topk, args.wait)
+    answer["file"] = path.name
+    if args.json:
+        _emit_json(answer)
+    elif answer["status"] == "queued":
+        sys.stdout.write(f"{path.name}: still queued after {args.wait:g} s; "
+                         f"`faasinfer results --uuid {answer['uuid']} --wait` prints it\n")  # fmt: skip
+    elif answer["status"] == "failed":
+        sys.stdout.write(f"{path.name}: failed: {answer['error']}\n")
+    else:
+        for label, score in zip(answer["predictions"], answer["scores"], strict=True):
+            sys.stdout.write(f"{score:.3f}  {label}\n")
+    return 0 if answer["status"] == "done" else 1

@@ -80,6 +80,20 @@ class ImageAccepted(BaseModel):
     status: Status = "queued"
 
 
+class Classified(BaseModel):
+    """``POST /classify``: the result when it came within ``wait`` (status ``done`` or ``failed``), else status
+    ``queued`` and ``poll``, the ``GET /result`` URL that will hold it."""
+
+    uuid: str
+    seq: int
+    status: Status
+    predictions: list[str] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    error: str | None = None
+    model: str | None = None
+    poll: str | None = None
+
+
 class PresignedUpload(BaseModel):
     """Where to POST the image (multipart: every field of ``fields``, then ``file``), then ``POST /image/confirm``."""
 

@@ -130,16 +130,33 @@ def save(spec: ModelSpec, onnx: Path, name: str, engine: str, labels: Sequence[s
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         for path in (staging, staging / ONNX_NAME, staging / MANIFEST_NAME):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)  # built as root, run by another user
-        if where.exists():
-            shutil.rmtree(where, ignore_errors=True)  # stale (changed sources): replaced
-        try:
-            staging.rename(where)
-        except OSError:
-            log.debug("engine %s was built by another process meanwhile", where)
+        _put(staging, where, spec)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("engine %s built", where)
     return where
+
+
+def _put(staging: Path, where: Path, spec: ModelSpec) -> None:
+    """``staging`` renamed to ``where``. A folder already there is kept when another process made it for the same
+    sources meanwhile (it may be loading it), and otherwise moved aside first (made from files since changed)."""
+    try:
+        staging.rename(where)
+        return
+    except OSError:
+        pass
+    try:
+        _manifest(where)
+        current = json.loads((where / MANIFEST_NAME).read_text(encoding="utf-8"))["sources"]
+    except (ModelUnavailable, OSError, ValueError, KeyError):
+        current = None
+    if current == {name: list(value) for name, value in sources(spec).items()}:
+        log.debug("engine %s was built by another process meanwhile", where)
+        return
+    stale = where.with_name(f".{where.name}.stale-{os.getpid()}")
+    where.rename(stale)
+    staging.rename(where)
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:

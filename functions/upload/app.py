@@ -1,4 +1,5 @@
-"""Upload function: ``POST /register``, ``POST /image``, ``POST /images`` (Starlette app, Lambda via Mangum)."""
+"""Upload function: ``POST /register``, ``/image``, ``/images``, ``/classify``, the presigned upload and ``/health``
+(Starlette app, Lambda via Mangum)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from functions.common.http_edge import routes
 from functions.common.http_edge.errors import exception_handlers, pydantic_response
 from functions.common.http_edge.guards import ApiKeyMiddleware, BodyLimitMiddleware
 from functions.common.http_edge.metrics import MetricsMiddleware
-from functions.common.http_edge.params import BatchForm, ConfirmForm, ImageForm, UploadUrlForm, parse
+from functions.common.http_edge.params import BatchForm, ClassifyForm, ConfirmForm, ImageForm, UploadUrlForm, parse
 from functions.common.kafka_edge import auth as kafka_auth
 from functions.common.kafka_edge import producer
 from functions.common.settings import get_settings
 
 from . import service
+from .classify import classify as classify_one
 from .health import health
 from .staging import Staging
 
@@ -65,6 +67,14 @@ async def image(request: Request) -> Response:
         data = await _read_file(form.get("payload"), "payload")
     accepted = await service.submit(_deps(), fields.uuid, fields.seq, fields.topk, data)
     return pydantic_response(accepted, status_code=202)
+
+
+async def classify(request: Request) -> Response:
+    async with _form(request, max_files=1) as form:
+        fields = parse(ClassifyForm, form)
+        data = await _read_file(form.get("payload"), "payload")
+    answer = await classify_one(_deps(), data, fields.topk, fields.wait)
+    return pydantic_response(answer, status_code=202 if answer.status == "queued" else 200)
 
 
 async def images(request: Request) -> Response:
@@ -120,7 +130,7 @@ async def confirm(request: Request) -> Response:
 def _body_limit(scope: Scope) -> int:
     settings = get_settings()
     path = scope.get("path", "")
-    if path == "/image":
+    if path in ("/image", "/classify"):
         return settings.max_upload_bytes + _FORM_OVERHEAD
     if path == "/images":
         return settings.max_batch_bytes
@@ -133,6 +143,7 @@ ROUTES = routes.routes(
         "/register": register,
         "/image": image,
         "/images": images,
+        "/classify": classify,
         "/upload-url": upload_url,
         "/image/confirm": confirm,
         "/health": health,

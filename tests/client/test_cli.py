@@ -52,7 +52,7 @@ def test_upload_folder_and_wait_prints_topk_table(local_simulation: str, tmp_pat
 
 def test_results_of_an_unknown_session_is_a_clear_error(local_simulation: str) -> None:
     done = _cli(local_simulation, "results", "--uuid", "00000000-0000-4000-8000-000000000000", "--seq-end", "3")
-    assert done.returncode == 1 and "error 404" in done.stdout and "unknown session" in done.stdout
+    assert done.returncode == 1 and "error 404" in done.stderr and "unknown session" in done.stderr
 
 
 def test_demo_loop_runs_rounds(local_simulation: str, tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_demo_loop_runs_rounds(local_simulation: str, tmp_path: Path) -> None:
         shutil.copy(PHOTOS / name, folder / name)
     done = _cli(local_simulation, "demo", "--photos", str(folder), "--rounds", "2", "--interval", "0.1", "--topk", "2")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 rounds of 2 photos" in done.stdout
+    assert "2 rounds of 2 photos" in done.stderr
     assert sum(1 for line in done.stdout.splitlines() if " done " in line) == 4
 
 
@@ -114,7 +114,7 @@ def test_a_server_that_is_down_is_one_line_and_exit_1() -> None:
     url = _closed_port_url()
     done = _cli(url, "register", timeout=60)
     assert done.returncode == 1
-    assert done.stdout.strip().splitlines() == [
+    assert done.stdout == "" and done.stderr.strip().splitlines() == [
         f"cannot reach {url} (All connection attempts failed); is the server running? `make run` starts one locally"
     ]
     assert "Traceback" not in done.stdout + done.stderr
@@ -130,13 +130,13 @@ def test_debug_adds_the_traceback() -> None:
         check=False,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
-    assert done.returncode == 1 and "Traceback" in done.stdout and "ConnectError" in done.stdout
+    assert done.returncode == 1 and "Traceback" in done.stderr and "ConnectError" in done.stderr
 
 
 def test_a_url_without_a_scheme_is_one_line_and_exit_2() -> None:
     done = _cli("127.0.0.1:8000", "register", timeout=60)
     assert done.returncode == 2
-    assert done.stdout.strip().splitlines() == [
+    assert done.stdout == "" and done.stderr.strip().splitlines() == [
         "--url '127.0.0.1:8000' must start with http:// or https:// (e.g. http://127.0.0.1:8000)"
     ]
 
@@ -145,7 +145,7 @@ def test_a_missing_file_is_reported_before_anything_is_sent(tmp_path: Path) -> N
     url = _closed_port_url()  # would fail differently if the CLI tried to register first
     done = _cli(url, "upload", str(tmp_path / "nope.jpg"), str(PHOTOS), timeout=60)
     assert done.returncode == 2
-    assert done.stdout.strip().splitlines() == [f"no such file or folder: {tmp_path / 'nope.jpg'}"]
+    assert done.stderr.strip().splitlines() == [f"no such file or folder: {tmp_path / 'nope.jpg'}"]
 
 
 def test_a_bad_file_in_a_folder_is_skipped_named_and_the_rest_classified(local_simulation: str, tmp_path: Path) -> None:
@@ -157,12 +157,12 @@ def test_a_bad_file_in_a_folder_is_skipped_named_and_the_rest_classified(local_s
     done = _cli(local_simulation, "upload", str(folder), "--topk", "2", "--wait")
     out = done.stdout
     assert done.returncode == 1, out + done.stderr  # not everything went through: say so in the exit code
-    skipped = [line for line in out.splitlines() if line.startswith("skipped")]
+    skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped")]  # diagnostics
     assert skipped == [
         f"skipped {folder / 'broken.jpg'} (seq 0): error 415: payload is not a supported image (JPEG, PNG, WEBP, "
         "GIF, BMP, TIFF)"
     ]
-    assert "uploaded 2 of 3 files" in out
+    assert "uploaded 2 of 3 files" in done.stderr
     rows = [line for line in out.splitlines() if " done " in line]
     assert len(rows) == 2 and "chelsea.jpg" in out and "coffee.jpg" in out
 
@@ -171,11 +171,11 @@ def test_results_without_arguments_show_the_last_upload(local_simulation: str, t
     config = tmp_path / "config"
     nothing = _cli(local_simulation, "results", config=config)
     assert nothing.returncode == 2
-    assert nothing.stdout.strip() == (
+    assert nothing.stderr.strip() == (
         "no session given and none remembered: faasinfer results --uuid <uuid> --seq-end <N>"
     )
     upload = _cli(local_simulation, "upload", str(PHOTOS / "rocket.jpg"), "--topk", "2", config=config)
-    assert upload.returncode == 0 and "faasinfer results --wait" in upload.stdout  # the command to run next
+    assert upload.returncode == 0 and "faasinfer results --wait" in upload.stderr  # the command to run next
     later = _cli(local_simulation, "results", "--wait", "--json", config=config)
     assert later.returncode == 0, later.stdout + later.stderr
     answer = json.loads(later.stdout)
@@ -195,3 +195,25 @@ def test_help_says_the_defaults() -> None:
         [sys.executable, "-m", "client.cli", "upload", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "labels per image (default: 5)" in " ".join(done.stdout.split())
+
+
+def test_classify_prints_the_labels_of_one_image_in_one_call(local_simulation: str) -> None:
+    done = _cli(local_simulation, "classify", str(PHOTOS / "chelsea.jpg"), "--topk", "3", "--wait", "25")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and all(re.fullmatch(r"[01]\.\d{3}  \S.*", line) for line in lines), lines
+    scores = [float(line.split()[0]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_classify_json_is_the_answer_with_the_file_name(local_simulation: str) -> None:
+    done = _cli(local_simulation, "--json", "classify", str(PHOTOS / "coffee.jpg"), "--topk", "2", "--wait", "25")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["status"] == "done" and answer["file"] == "coffee.jpg" and len(answer["predictions"]) == 2
+    assert answer["seq"] == 0 and answer["model"] == "resnet18:file:resnet18-test.pth"
+
+
+def test_classify_of_a_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = _cli("http://127.0.0.1:9", "classify", str(tmp_path / "absent.jpg"))
+    assert done.returncode == 2 and done.stdout == "" and "no such file" in done.stderr

@@ -67,6 +67,19 @@ class ImageForm(Inputs):
     topk: TopK = Field(description="how many labels to return, best first")
 
 
+MAX_CLASSIFY_WAIT_S = 25  # API Gateway ends an HTTP API request at 30 s; the function needs the rest
+
+
+class ClassifyForm(Inputs):
+    """``POST /classify`` (the file itself: ``payload``)."""
+
+    topk: TopK = Field(default=5, description="how many labels to return, best first")
+    wait: float = Field(
+        default=10, ge=0, le=MAX_CLASSIFY_WAIT_S,
+        description=f"seconds to wait for the result (at most {MAX_CLASSIFY_WAIT_S}); then 202 with where to poll",
+    )  # fmt: skip
+
+
 class BatchForm(Inputs):
     """``POST /images`` (the files: ``payload``, repeated)."""
 

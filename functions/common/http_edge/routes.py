@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from functions.common.contracts import (
     BatchAccepted,
+    Classified,
     ErrorBody,
     Health,
     ImageAccepted,
@@ -22,7 +23,15 @@ from functions.common.contracts import (
     RegisterResponse,
     ResultPage,
 )
-from functions.common.http_edge.params import BatchForm, ConfirmForm, ImageForm, Inputs, ResultQuery, UploadUrlForm
+from functions.common.http_edge.params import (
+    BatchForm,
+    ClassifyForm,
+    ConfirmForm,
+    ImageForm,
+    Inputs,
+    ResultQuery,
+    UploadUrlForm,
+)
 
 HttpFunction = Literal["upload", "query"]
 
@@ -62,6 +71,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              form=ImageForm, files={"payload": False}),
     Endpoint("POST", "/images", "upload", "Upload several images; the i-th gets seq seqStart+i",
              {202: Reply("all queued", BatchAccepted), **_UPLOAD_REFUSALS}, form=BatchForm, files={"payload": True}),
+    Endpoint("POST", "/classify", "upload",
+             "Classify one image in one call: the result if it is stored within `wait` seconds, else where to poll",
+             {200: Reply("classified (`status` done or failed)", Classified),
+              202: Reply("still queued: `poll` is the GET /result that will hold it", Classified),
+              **_refusals(400, 401, 413, 415, 503)}, form=ClassifyForm, files={"payload": False}),
     Endpoint("POST", "/upload-url", "upload",
              "A presigned S3 upload for one image (POST the fields, then the file as `file`, to `url`)",
              {200: Reply("where and how to upload", PresignedUpload), **_refusals(400, 401, 404, 503)},

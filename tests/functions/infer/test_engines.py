@@ -200,3 +200,38 @@ def test_an_engine_made_from_a_weights_file_that_changed_is_made_again(tiny_weig
     second = load_classifier(spec)
     batch = _batch(first)[:1]
     assert not np.allclose(first.net(batch), second.net(batch))
+
+
+BUILD_ONE = """
+import sys
+from pathlib import Path
+from functions.infer.config import EngineSpec, ModelSpec
+from functions.infer.loading import load_classifier
+classifier = load_classifier(ModelSpec("resnet18", sys.argv[1], engine=EngineSpec(cache_dir=Path(sys.argv[2]))))
+print(classifier.engine)
+"""
+
+
+def test_workers_starting_together_build_one_engine_and_all_load_it(tiny_weights: Path, tmp_path: Path) -> None:
+    """Workers of one function start at once on an empty cache: each may export, none may remove what another loads."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILD_ONE, str(tiny_weights), str(tmp_path)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outcomes = [worker.communicate(timeout=600) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], [err[-800:] for _, err in outcomes]
+    assert [out.strip() for out, _ in outcomes] == ["onnxruntime/fp32"] * 3
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [
+        next(p.name for p in tmp_path.iterdir() if p.name.startswith("resnet18-fp32-"))
+    ]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or stale folder left behind
