@@ -54,6 +54,23 @@ def function_environment(
     return {**passed, **own, **lambda_variables(spec, region, task_root)}
 
 
+LAMBDA_TASK = "/var/task"
+
+
+def at_task_root(environment: Mapping[str, str], task_root: Path | None) -> dict[str, str]:
+    """``environment`` with paths under Lambda's ``/var/task`` (where the artifact lies, read-only) as this machine
+    has them: in the artifact folder for a function run from its artifact; from source (``None``) under
+    ``.faasinfer``, where what a build would bake in (infer's engines) is made; never in a real /var/task."""
+    base = str(task_root if task_root is not None else local_home())
+
+    def moved(value: str) -> str:
+        if value != LAMBDA_TASK and not value.startswith(LAMBDA_TASK + "/"):
+            return value
+        return base + value[len(LAMBDA_TASK) :]
+
+    return {key: moved(value) for key, value in environment.items()}
+
+
 def parameters_from_environment(template: Template, shell: Mapping[str, str]) -> dict[str, str]:
     """A shell variable that the template binds to a Parameter overrides that Parameter (``REQUEST_TOPIC`` →
     ``RequestTopic``), so event sources and every function's environment stay consistent."""

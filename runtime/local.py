@@ -27,10 +27,11 @@ from functions.common.store import open_store
 
 from . import supervisor
 from .broker import EmbeddedBroker, ensure_topics
-from .environment import ROOT, declared_names, function_environment, local_home, local_parameters
+from .environment import ROOT, at_task_root, declared_names, function_environment, local_home, local_parameters
 from .kafka_esm import RetryPolicy
 from .local_s3 import LocalS3
 from .logs import LogSettings, configure_logging
+from .placement import artifact_of
 from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
 from .shared_metrics import restart_with_shared_metrics
 from .sockets import listening_socket, nearby_free_port
@@ -137,12 +138,14 @@ async def prepare_database(placements: Sequence[Placement]) -> None:
 BUILD_STEPS = {"functions.infer.app": "functions.infer.prepare"}
 
 
-async def build(placements: Sequence[Placement]) -> None:
-    """Each function's build step, in the function's own environment; its failure stops the start."""
+async def build(placements: Sequence[Placement], build_dir: Path | None) -> None:
+    """Each function's build step, in the function's own environment, for the functions that run from source (an
+    artifact was built with it); its failure stops the start."""
     for placement in placements:
-        if (step := BUILD_STEPS.get(placement.spec.module)) is not None:
+        step = BUILD_STEPS.get(placement.spec.module)
+        if step is not None and artifact_of(placement.spec, build_dir) is None:
             path = os.pathsep.join(filter(None, [str(ROOT), placement.environment.get("PYTHONPATH")]))
-            environment = {**placement.environment, "PYTHONPATH": path}  # the code this runtime runs
+            environment = {**at_task_root(placement.environment, None), "PYTHONPATH": path}  # the code run here
             failure = await supervisor.run_to_end([sys.executable, "-m", step], environment, _log_line)
             if failure is not None:
                 raise CannotStart(f"cannot start: {failure}")
@@ -236,7 +239,7 @@ async def compose(options: Options, shell: Mapping[str, str], stop: Stop) -> int
         await ensure_topics(bootstrap, topics, kafka_auth.client_options(placements[0].settings) if placements else {})
         await prepare_database(placements)
         await stack.enter_async_context(broker_watch(broker, topics))
-        await build(placements)
+        await build(placements, options.build_dir)
         retry = None if options.max_retries is None else RetryPolicy(max_retries=options.max_retries)
         kafka = [p for p in placements if p.spec.kafka]
         workers = [(p, n) for p in kafka if (n := worker_count(p, options.workers, options.partitions))]

@@ -8,6 +8,7 @@ from pathlib import Path
 from functions.common import loops
 
 from .artifact import ArtifactFunction
+from .environment import at_task_root
 from .invoker import Function, LocalFunction
 from .template import FunctionSpec
 
@@ -17,7 +18,13 @@ def make_function(
 ) -> Function:
     """``sam build`` puts a zip function's artifact in ``<build-dir>/<FunctionName>``; images are not built there
     (no Docker), so those run from the venv."""
+    artifact = artifact_of(spec, build_dir)
+    if artifact is not None:
+        return ArtifactFunction(spec, at_task_root(environment, artifact), artifact, instances)
+    return LocalFunction(spec, at_task_root(environment, None), instances, thread_setup=loops.thread_loop)
+
+
+def artifact_of(spec: FunctionSpec, build_dir: Path | None) -> Path | None:
+    """The function's `sam build` artifact, when there is one to run."""
     artifact = None if build_dir is None else build_dir / spec.name
-    if artifact is not None and spec.runtime != "image" and artifact.is_dir():
-        return ArtifactFunction(spec, environment, artifact, instances)
-    return LocalFunction(spec, environment, instances, thread_setup=loops.thread_loop)
+    return artifact if artifact is not None and spec.runtime != "image" and artifact.is_dir() else None

@@ -61,3 +61,15 @@ def test_threads_of_one_process_read_the_settings_of_their_own_function() -> Non
         thread.join()
     assert seen == {"a": ("A", "secret"), "b": ("B", None)}
     assert settings_from({"INFER_MODEL": "vit_b_16"}).infer_model == "vit_b_16"
+
+
+def test_paths_under_var_task_are_the_artifact_or_the_local_home(tmp_path: Path) -> None:
+    """The template's INFER_ENGINE_CACHE=/var/task/engines: in the artifact folder when the function runs from its
+    artifact, under .faasinfer from source; a real /var/task is never written."""
+    from runtime.environment import at_task_root, local_home
+
+    environment = {"INFER_ENGINE_CACHE": "/var/task/engines", "OTHER": "/var/taskforce", "ROOT": "/var/task"}
+    assert at_task_root(environment, tmp_path) == {
+        "INFER_ENGINE_CACHE": f"{tmp_path}/engines", "OTHER": "/var/taskforce", "ROOT": str(tmp_path),
+    }  # fmt: skip
+    assert at_task_root(environment, None)["INFER_ENGINE_CACHE"] == f"{local_home()}/engines"
