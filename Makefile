@@ -11,6 +11,17 @@ PORT ?= 8000
 # backend's deprecation notices pass through).
 PIP := pip install -qq --disable-pip-version-check
 
+# PyTorch only builds engines here (infer runs on ONNX Runtime): on a machine without an NVIDIA GPU its CPU-only
+# build (~0.7 GB installed; not measured here) instead of PyPI's, which brings CUDA libraries (5.4 GB installed,
+# measured here: torch 1.2, nvidia-* 3.3, triton 0.9). Its index unreachable (as on this project's machine): PyPI's.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+define TORCH_CPU_FIRST
+if command -v nvidia-smi > /dev/null; then :; \
+elif $(BIN)/python -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" 2>/dev/null; \
+then $(BIN)/$(PIP) --index-url $(TORCH_CPU_INDEX) torch==2.14.1 torchvision==0.29.1; \
+else echo "PyTorch's CPU-only index cannot be reached: installing PyPI's build (5.4 GB with CUDA libraries)"; fi
+endef
+
 .PHONY: setup demo run test test-fast lint test-store-versions bench bench-peer mutation clean
 
 # Everything: the system, the tests' and benches' tools. `make demo` and `make run` install only the system.
@@ -20,6 +31,7 @@ $(VENV)/.runtime: pyproject.toml
 	@echo "installing the runtime into $(VENV) (the first time only; a few minutes)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/$(PIP) --upgrade pip
+	@$(TORCH_CPU_FIRST)
 	@$(BIN)/$(PIP) -e '.[runtime]'
 	@touch $@
 

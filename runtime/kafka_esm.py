@@ -81,6 +81,7 @@ class EventSourceMapping:
         self.dlq_topic = dlq_topic
         self.retry = retry or policy_for(source)
         self.consumer: AIOKafkaConsumer | None = None  # while running: for status and tests
+        self._committing: asyncio.Task[None] | None = None  # the last batch's commit, on its way
 
     @property
     def invocations(self) -> int:
@@ -107,7 +108,24 @@ class EventSourceMapping:
 
     async def run(self) -> None:
         consumer = self.consumer = self._consumer()
-        await consumer.start()
+        self._committing = None
+        try:  # a stop that comes while the consumer starts (Ctrl-C at once) still stops it
+            await consumer.start()
+            await self._consume(consumer)
+        finally:
+            self.consumer = None
+            try:  # leaving the group can wait on a broker that never answers: shutdown must not
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    if self._committing is not None:
+                        committing = self._committing
+                        await asyncio.wait([committing])
+                        if not committing.cancelled() and (error := committing.exception()) is not None:
+                            log.warning("%s: the last commit failed: %r", self.spec.name, error)
+                    await consumer.stop()
+            except TimeoutError:
+                log.warning("%s: consumer did not stop within %.0f s; abandoned", self.spec.name, STOP_TIMEOUT_S)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         log.info(
             "%s <- %s (group %s, batch %d, window %.1fs, %s)",
             self.spec.name,
@@ -119,26 +137,13 @@ class EventSourceMapping:
         )
         # A batch's commit travels while the next batch is fetched and invoked (the function does not wait a broker
         # round trip per batch); commits stay in order, and the last one is awaited before the consumer stops.
-        committing: asyncio.Task[None] | None = None
-        try:
-            while True:
-                batch = await self._next_batch(consumer)
-                if batch:
-                    await self._deliver(batch)
-                    if committing is not None:
-                        await asyncio.shield(committing)  # a stop must not cancel a commit on its way
-                    committing = asyncio.create_task(self._commit(consumer, batch))
-        finally:
-            self.consumer = None
-            try:  # leaving the group can wait on a broker that never answers: shutdown must not
-                async with asyncio.timeout(STOP_TIMEOUT_S):
-                    if committing is not None:
-                        await asyncio.wait([committing])
-                        if not committing.cancelled() and (error := committing.exception()) is not None:
-                            log.warning("%s: the last commit failed: %r", self.spec.name, error)
-                    await consumer.stop()
-            except TimeoutError:
-                log.warning("%s: consumer did not stop within %.0f s; abandoned", self.spec.name, STOP_TIMEOUT_S)
+        while True:
+            batch = await self._next_batch(consumer)
+            if batch:
+                await self._deliver(batch)
+                if self._committing is not None:
+                    await asyncio.shield(self._committing)  # a stop must not cancel a commit on its way
+                self._committing = asyncio.create_task(self._commit(consumer, batch))
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Record]:
         """Up to BatchSize records; the batching window starts with the first record, as Lambda's does."""

@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         classifier = load_classifier(spec)
     except ModelUnavailable as exc:
-        print(f"prepare: {exc}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         return 1
     if classifier.engine != wanted or not classifier.name.startswith(f"{Path(spec.model).stem}:"):
-        print(f"prepare: {classifier.name} runs on {classifier.engine}, not {spec.model} on the configured "
+        print(f"{classifier.name} runs on {classifier.engine}, not {spec.model} on the configured "
               f"{wanted} (see the warning above)", file=sys.stderr)  # fmt: skip
         return 1
     print(engine_file.folder(spec) if spec.engine.backend == "onnxruntime" else classifier.name)

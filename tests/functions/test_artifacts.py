@@ -119,7 +119,7 @@ def test_each_artifact_holds_its_own_code_and_fits_lambda(sam_build: Path) -> No
         artifact = _artifact(sam_build, function)
         sizes[function] = _tree_size(artifact)
         assert sizes[function] <= LAMBDA_ZIP_LIMIT, (function, sizes[function])
-        packages = {p.name for p in (artifact / "functions").iterdir() if p.is_dir()}
+        packages = {p.name for p in (artifact / "functions").iterdir() if p.is_dir() and p.name != "__pycache__"}
         assert packages == {"common", _function(function)}, (function, packages)
         assert not {"torch", "torchvision", "tests", "runtime"} & {p.name for p in artifact.iterdir()}, function
     report = json.loads(REPORT.read_text())

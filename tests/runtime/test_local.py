@@ -81,7 +81,7 @@ def test_json_logs_carry_function_request_id_and_counts_and_stay_quiet(tmp_path:
     assert handled[0]["records"] == 1 and handled[0]["done"] == 1 and len(handled[0]["request_id"]) == 36
     assert handled[0]["level"] == "INFO" and handled[0]["process_name"] == "InferSelfManagedFunction#0"
     loggers = {e["logger"] for e in entries}
-    assert {"runtime.local", "runtime.kafka_esm", "functions.infer.catalog"} <= loggers
+    assert {"runtime.local", "runtime.kafka_esm", "functions.infer.loading"} <= loggers
     assert not {name for name in loggers if name.split(".")[0] in ("httpx", "aiokafka", "databases")}
 
 
