@@ -10,10 +10,16 @@ artifact and the runtime client, nothing of the project's venv: a packaging mist
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
+import importlib.metadata
 import json
 import logging
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -34,8 +40,10 @@ from .template import FunctionSpec
 
 log = logging.getLogger(__name__)
 
-# What awslambdaric needs beside the artifact; found in this interpreter's site-packages.
-_CLIENT_MODULES = ("awslambdaric", "runtime_client", "simplejson", "snapshot_restore_py")
+# The artifacts are built for Lambda's python3.12 (functions/Makefile): their compiled wheels are cp312, so they run
+# on a CPython 3.12, with awslambdaric (the version this venv has) installed for it once, from PyPI, as on AWS.
+LAMBDA_PYTHON_VERSION = "3.12"
+_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
 
 class FunctionError(Exception):
@@ -43,16 +51,38 @@ class FunctionError(Exception):
 
 
 @cache
-def client_path() -> str:
-    """A folder holding only the runtime client's modules (links into site-packages)."""
-    import awslambdaric
+def lambda_python() -> str:
+    """A CPython 3.12 to run the artifacts with: ``python3.12`` on PATH, else pyenv's."""
+    candidates = [
+        shutil.which("python3.12"),
+        *sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.12*/bin/python3.12"))),
+    ]
+    for candidate in filter(None, candidates):
+        done = subprocess.run(
+            [candidate, "-I", "-c", "import sys; print(sys.executable)"], capture_output=True, text=True
+        )
+        if done.returncode == 0:
+            return done.stdout.strip()
+    raise RuntimeError("--build-dir runs the artifacts as Lambda's python3.12 does and needs a CPython 3.12 "
+                       "(python3.12 on PATH, or pyenv install 3.12)")  # fmt: skip
 
-    site = Path(awslambdaric.__file__).resolve().parent.parent
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"faasinfer-ric-{os.getpid()}"
-    folder.mkdir(exist_ok=True)
-    for entry in site.iterdir():
-        if entry.name.split(".")[0] in _CLIENT_MODULES and not (folder / entry.name).exists():
-            (folder / entry.name).symlink_to(entry)
+
+@cache
+def client_path() -> str:
+    """A folder holding only the runtime client for CPython 3.12 (installed there the first time)."""
+    version = importlib.metadata.version("awslambdaric")
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"faasinfer-ric-{version}-cp312"
+    if not (folder / "awslambdaric").is_dir():
+        scratch = Path(tempfile.mkdtemp(prefix="faasinfer-ric-"))
+        platforms = [arg for platform in _PLATFORMS for arg in ("--platform", platform)]
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(scratch),
+             "--python-version", LAMBDA_PYTHON_VERSION, "--implementation", "cp", "--only-binary=:all:", *platforms,
+             f"awslambdaric=={version}"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        with contextlib.suppress(OSError):  # another runtime made it meanwhile: theirs serves
+            scratch.rename(folder)
     return str(folder)
 
 
@@ -101,7 +131,7 @@ class Environment:
             "PYTHONPATH": f"{self.artifact}:{self.client}",
             "_HANDLER": self.spec.handler,
         }
-        command = [sys.executable, "-S", "-m", "awslambdaric", self.spec.handler]
+        command = [lambda_python(), "-S", "-m", "awslambdaric", self.spec.handler]
         self.process = await asyncio.create_subprocess_exec(*command, cwd=self.artifact, env=env)
         while not self._polled.is_set():  # ready once it asks for its first event (init done)
             if self._init_error is not None or self.process.returncode is not None:
