@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from functions.common.settings import DEFAULT_HOME, Settings, local_blob_url, local_database_url
-
+from .app import DEFAULT_HOME, Settings, local_blob_url, local_database_url
 from .template import FunctionSpec, Template
 
 ROOT = Path(__file__).resolve().parent.parent

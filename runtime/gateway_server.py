@@ -26,8 +26,7 @@ from pathlib import Path
 
 import uvicorn
 
-from functions.common import loops
-
+from .app import loops
 from .gateway import ApiGateway
 from .invoker import Function
 from .logs import configure_logging

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from functions.common import loops
-
+from .app import loops
 from .environment import ROOT, declared_names, function_environment, local_parameters
 from .logs import configure_logging
 from .placement import make_function

@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from functions.common.settings import use_function_environment
-
+from .app import use_function_environment
 from .lambda_event import LambdaContext
 from .template import FunctionSpec
 

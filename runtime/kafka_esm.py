@@ -14,8 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from functions.common.kafka_edge.outcomes import dead_letter_headers, source_of
-
+from .app import dead_letter_headers, source_of
 from .invoker import Function
 from .lambda_event import Record, failure_record, kafka_event
 from .template import KafkaSource

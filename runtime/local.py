@@ -20,12 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from functions.common import loops
-from functions.common.kafka_edge import auth as kafka_auth
-from functions.common.settings import DEFAULT_HOME, settings_from
-from functions.common.store import open_store
-
 from . import supervisor
+from .app import DEFAULT_HOME, kafka_auth, loops, open_store, settings_from
 from .broker import EmbeddedBroker, ensure_topics
 from .environment import ROOT, at_task_root, declared_names, function_environment, local_home, local_parameters
 from .kafka_esm import RetryPolicy

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from functions.common import loops
-
+from .app import loops
 from .artifact import ArtifactFunction
 from .environment import at_task_root
 from .invoker import Function, LocalFunction

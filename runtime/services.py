@@ -20,9 +20,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from functions.common.settings import Settings
-
 from . import supervisor
+from .app import Settings
 from .broker import EmbeddedBroker, keep_alive
 from .gateway_server import Environments, http_functions, http_process_main, server_for
 from .kafka_esm import RetryPolicy

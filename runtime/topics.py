@@ -15,11 +15,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from functions.common import loops
-from functions.common.errors import Misconfigured
-from functions.common.kafka_edge import auth as kafka_auth
-from functions.common.settings import Settings
-
+from .app import Misconfigured, Settings, kafka_auth, loops
 from .broker import ensure_topics
 from .logs import configure_logging
 

@@ -12,10 +12,7 @@ import sys
 from collections.abc import Mapping
 from multiprocessing.queues import Queue
 
-from functions.common import loops
-from functions.common.kafka_edge import auth as kafka_auth
-from functions.common.settings import Settings, settings_from
-
+from .app import Settings, kafka_auth, loops, settings_from
 from .invoker import Function
 from .kafka_esm import EventSourceMapping, RetryPolicy
 from .logs import configure_logging

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_range: int = Field(default=1000, gt=0)
     max_batch_files: int = Field(default=64, gt=0)
     max_batch_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
-    upload_staging_url: str = ""  # s3://bucket/prefix that presigned uploads go to; empty: POST /upload-url is 501
+    upload_staging_url: str = ""  # s3://bucket/prefix for presigned uploads; empty: POST /upload-url is a 503
     s3_endpoint_url: str = ""  # an S3-compatible endpoint instead of AWS's (the local runtime's moto server)
     presign_expires_s: int = Field(default=900, gt=0)  # how long a presigned upload may take to start
     blob_expire_on_done: bool = False  # collect deletes an image once its result is stored
