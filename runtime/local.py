@@ -241,7 +241,7 @@ async def compose(options: Options, shell: Mapping[str, str], stop: Stop) -> int
         workers = [(p, n) for p in kafka if (n := worker_count(p, options.workers, options.partitions))]
         in_process = [p for p in placements if (p.spec.kafka or p.spec.schedules) and p not in [w for w, _ in workers]]
         try:
-            await stack.enter_async_context(worker_processes(workers, bootstrap, retry))
+            await stack.enter_async_context(worker_processes(workers, bootstrap, retry, options.build_dir))
         except RuntimeError as exc:
             raise CannotStart(str(exc)) from None
         interval, build_dir = options.schedule_interval, options.build_dir

@@ -81,7 +81,10 @@ def _spawner(name: str, target: Callable[..., None], args: tuple[Any, ...]) -> C
 
 @contextlib.asynccontextmanager
 async def worker_processes(
-    placements: Sequence[tuple[Placement, int]], bootstrap: str, retry: RetryPolicy | None
+    placements: Sequence[tuple[Placement, int]],
+    bootstrap: str,
+    retry: RetryPolicy | None,
+    build_dir: Path | None = None,
 ) -> AsyncIterator[None]:
     """Start every worker process, wait until each ran its function's init (a failure raises ``RuntimeError``:
     nothing is served by a system that cannot classify), keep them running (``supervisor``), stop them on exit."""
@@ -92,7 +95,7 @@ async def worker_processes(
         for placement, count in placements:
             for index in range(count):
                 name = f"{placement.spec.name}#{index}"
-                args = (placement.spec, dict(placement.environment), bootstrap, retry, index, started)
+                args = (placement.spec, dict(placement.environment), bootstrap, retry, index, started, build_dir)
                 start = _spawner(name, worker_main, args)
                 children.append(Child(name, start, start()))
             log.info("%s: %d worker processes", placement.spec.name, count)

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from multiprocessing.queues import Queue
+from pathlib import Path
 
 from .app import Settings, kafka_auth, loops, settings_from
 from .invoker import Function
@@ -89,8 +90,10 @@ def worker_main(
     retry: RetryPolicy | None,
     index: int,
     started: Queue[tuple[int, str | None]],
+    build_dir: Path | None = None,
 ) -> None:
-    """Entry point of a spawned worker process: init (reported on ``started``), then the mappings."""
+    """Entry point of a spawned worker process: init (reported on ``started``), then the mappings; the function
+    from its artifact when ``build_dir`` holds one (``--build-dir``), as the HTTP functions."""
     configure_logging(f"{spec.name}#{index}")
     _limit_malloc_arenas(environment)
     # Batch work yields the CPU to the HTTP process on a shared machine (on Lambda each function has its own):
@@ -98,7 +101,7 @@ def worker_main(
     os.nice(WORKER_NICENESS)
 
     async def main() -> None:
-        function = make_function(spec, environment)
+        function = make_function(spec, environment, 1, build_dir)
         failure = await _start(function)
         started.put((index, failure))
         if failure is not None:

@@ -161,7 +161,9 @@ def local_simulation(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Pat
 
 
 SAM = Path(__file__).resolve().parents[1] / ".venv-tools" / "bin" / "sam"  # the build tools' venv (make setup)
-ZIP_FUNCTIONS = ("UploadFunction", "QueryFunction", "CollectSelfManagedFunction", "SweeperFunction")
+ZIP_FUNCTIONS = (
+    "UploadFunction", "QueryFunction", "CollectSelfManagedFunction", "SweeperFunction", "InferSelfManagedFunction",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

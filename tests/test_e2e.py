@@ -186,18 +186,36 @@ def _state(pid: int) -> str:
 
 
 def test_built_artifacts_classify_photos_end_to_end(tmp_path: Path, sam_build: Path) -> None:
-    """``--build-dir``: upload, query, collect and sweeper run from their ``sam build`` artifacts through
-    awslambdaric (a packaging mistake fails here), infer with the packaged pretrained model."""
-    env = {"INFER_MODEL": "efficientnet_lite0"}
+    """``--build-dir``: every function runs from its ``sam build`` artifact through awslambdaric on CPython 3.12 (a
+    packaging mistake fails here), infer on the engine its build baked in, no process with torch."""
+    # The template's own engine folder (the run's shared cache would override it, as a shell variable does).
+    env = {"INFER_MODEL": "efficientnet_lite0", "INFER_ENGINE_CACHE": "/var/task/engines"}
     with launched(tmp_path, ["--workers", "1", "--build-dir", str(sam_build)], env) as runtime:
         runtimes = [c for c in child_processes(runtime.process.pid).values() if "awslambdaric" in c]
         assert sum("functions.upload.app.handler" in c for c in runtimes) == 4  # --http-instances default
         assert sum("functions.collect.app.handler" in c for c in runtimes) == 1
+        everything = _descendants(runtime.process.pid)  # infer's environment runs under its worker process
+        assert sum("awslambdaric functions.infer.app.handler" in c for c in everything.values()) == 1
+        assert not [pid for pid in everything if _maps_torch(pid)]
         items = asyncio.run(_classify(runtime.base_url, ["chelsea.jpg", "coffee.jpg", "rocket.jpg"]))
     top1 = [item["predictions"][0] for item in items]
     assert top1[0] in {"Egyptian cat", "tabby", "tiger cat"} and top1[1] == "espresso"
     assert top1[2] in {"missile", "projectile"}
     assert "Traceback" not in runtime.log_path.read_text()
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    found = child_processes(pid)
+    for child in list(found):
+        found.update(_descendants(child))
+    return found
+
+
+def _maps_torch(pid: int) -> bool:
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
 
 
 async def _classify(base_url: str, names: list[str]) -> list[dict[str, Any]]:

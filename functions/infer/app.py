@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +41,13 @@ def classifier() -> Classifier:
 def init() -> None:
     """Called by the local runtime when a worker starts (Lambda's init phase): a bad model fails before any event."""
     classifier()
+
+
+# Lambda's init phase (AWS_LAMBDA_RUNTIME_API is Lambda's, and the local runtime's for built artifacts): the engine
+# is loaded and checked before the first event, so a missing, damaged or foreign engine fails the init naming its
+# path instead of every invocation. The in-process local runtime calls ``init`` itself.
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    init()
 
 
 def decode_pool() -> ThreadPoolExecutor:

@@ -83,3 +83,14 @@ def test_without_an_engine_or_torch_the_start_fails_naming_the_folder_and_the_co
         in error
     )
     assert "this install has no torch" in error and "python -m functions.infer.prepare --out" in error
+
+
+def test_on_lambda_a_missing_engine_fails_the_init_naming_its_folder(tmp_path: Path) -> None:
+    """With Lambda's Runtime API in the environment the handler module loads its engine at import (the init phase)."""
+    code = "import sys; sys.modules['torch'] = None\nimport functions.infer.app"
+    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "INFER_ENGINE_CACHE": str(tmp_path / "engines"),
+           "INFER_MODEL": "efficientnet_lite0", "TMPDIR": str(tmp_path)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "ModelUnavailable: no engine for INFER_MODEL=efficientnet_lite0" in done.stderr
+    assert str(tmp_path / "engines") in done.stderr
