@@ -61,7 +61,10 @@ def _event(bootstrap: str, first: int, count: int, n_blobs: int) -> dict[str, An
 
 
 def run(n_images: int, batch: int, model: str) -> dict[str, float]:
-    """Measured in a fresh interpreter with the environment the runtime gives infer workers."""
+    """Measured in a fresh interpreter with the environment the runtime gives infer workers; the engine made before
+    in a process of its own, as the runtime's build step (and ``sam build``) makes it."""
+    engine = {**os.environ, "INFER_MODEL": model, "INFER_WEIGHTS": "random"}
+    subprocess.run([sys.executable, "-m", "functions.infer.prepare"], env=engine, capture_output=True, check=True)
     args = ["--images", str(n_images), "--batch", str(batch), "--model", model, "--json"]
     done = subprocess.run(
         [sys.executable, "-m", "bench.memory", *args],
@@ -111,6 +114,7 @@ def _measure(n_images: int, batch: int, model: str) -> dict[str, float]:
         "rss_half_mib": half,
         "rss_end_mib": samples[-1],
         "rss_max_mib": max(samples),
+        "torch_loaded": float("torch" in sys.modules),
     }
 
 
@@ -123,6 +127,7 @@ def report(r: dict[str, float]) -> str:
         ("RSS peak", f"{r['rss_max_mib']:.0f} MiB"),
         ("growth after warm-up", f"{r['rss_end_mib'] - r['rss_start_mib']:+.0f} MiB"),
         ("growth in the second half", f"{r['rss_end_mib'] - r['rss_half_mib']:+.0f} MiB"),
+        ("torch loaded", "yes" if r.get("torch_loaded") else "no"),
     ]
     return table("Infer worker memory", ["measure", "value"], rows)
 
