@@ -27,10 +27,15 @@ class ImageLimits:
     max_aspect_ratio: float = 20.0
     # libjpeg-turbo's own decompression fuzzer refuses beyond 100 scans; real progressive photos have ~10
     max_jpeg_scans: int = 100
+    # infer: CPU seconds one image's decode and preprocessing may take before it is a ``failed`` result
+    decode_budget_s: float = 10.0
 
     @classmethod
     def of(cls, settings: Settings) -> ImageLimits:
-        return cls(settings.max_pixels, settings.max_image_side, settings.max_aspect_ratio, settings.max_jpeg_scans)
+        return cls(
+            settings.max_pixels, settings.max_image_side, settings.max_aspect_ratio, settings.max_jpeg_scans,
+            settings.infer_decode_budget_s,
+        )  # fmt: skip
 
     def violation(self, width: int, height: int) -> Violation | None:
         """What is wrong with an image of these dimensions, or ``None``."""

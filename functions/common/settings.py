@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     infer_max_batch: int = Field(default=8, gt=0)
     infer_threads: int = Field(default=1, gt=0)
     infer_decode_workers: int = Field(default=2, gt=0)
+    infer_decode_budget_s: float = Field(default=10.0, gt=0)  # CPU seconds per image's decode; beyond: failed
     # functions.infer.engines: checked when the model loads, which names what is valid (bench/accuracy.py chose it)
     infer_backend: str = "onnxruntime"  # torch | onnxruntime
     infer_precision: str = "fp32"  # fp32 | bf16 (torch) | int8 (onnxruntime)

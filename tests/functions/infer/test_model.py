@@ -97,3 +97,9 @@ def test_a_large_photo_is_decoded_small_and_gives_the_same_input(classifier, fmt
     assert ours.shape == reference.shape == (3, 224, 224)
     assert (ours - reference).abs().mean() < 0.008  # measured 0.004; a nearest-neighbour shrink gives 0.013
     assert not torch.equal(ours, reference)  # it did take the reduced path
+
+
+def test_an_image_whose_decode_exceeds_the_cpu_budget_fails_saying_so(classifier) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UndecodableImage, match=r"beyond the budget of 1e-09 s per image \(INFER_DECODE_BUDGET_S\)"):
+        classifier.preprocess(photo("chelsea.jpg"), ImageLimits(decode_budget_s=1e-9))
+    assert classifier.preprocess(photo("chelsea.jpg"), ImageLimits()).shape == (3, 224, 224)
