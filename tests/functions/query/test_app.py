@@ -143,9 +143,13 @@ async def test_with_an_api_key_the_page_loads_and_the_api_needs_the_key(
 async def test_openapi_document_comes_from_the_models(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert set(document["paths"]) == {
-        "/", "/register", "/image", "/images", "/upload-url", "/image/confirm", "/result", "/health", "/metrics",
-        "/openapi.json", "/docs", "/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js",
+        "/", "/register", "/image", "/images", "/classify", "/upload-url", "/image/confirm", "/result", "/health",
+        "/metrics", "/openapi.json", "/docs", "/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js",
     }  # fmt: skip
+    classify = document["paths"]["/classify"]["post"]
+    assert set(classify["responses"]) >= {"200", "202", "400", "413", "415"}
+    form = classify["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert form["wait"]["maximum"] == 25 and form["topk"]["default"] == 5 and "payload" in form
     result_item = document["components"]["schemas"]["ResultItem"]
     assert set(result_item["required"]) >= {"seq", "status", "predictions", "scores"}
     assert result_item["properties"]["status"]["enum"] == ["done", "failed"]  # queued seqs are `pending`
