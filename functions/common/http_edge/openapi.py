@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from functions.common.http_edge.params import Inputs
+from functions.common.http_edge.params import BATCH_FILES, Inputs
 from functions.common.http_edge.routes import ENDPOINTS, Endpoint, Reply
 
 _REF = "#/components/schemas/{model}"
@@ -63,7 +63,9 @@ def _form(schemas: _Schemas, endpoint: Endpoint) -> dict[str, Any]:
         schema = schemas.inline(endpoint.form)
     binary = {"type": "string", "format": "binary"}
     for name, repeated in endpoint.files.items():
-        schema["properties"][name] = {"type": "array", "items": binary, "minItems": 1} if repeated else binary
+        schema["properties"][name] = (
+            {"type": "array", "items": binary, "minItems": 1, "maxItems": BATCH_FILES} if repeated else binary
+        )
         schema["required"] = [*schema.get("required", []), name]
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 

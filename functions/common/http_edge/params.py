@@ -50,6 +50,10 @@ def _session(value: object) -> str:
 # the integer the validator made.
 Seq = Annotated[int, Ge(0), Le(MAX_SEQ), BeforeValidator(_integer)]
 TopK = Annotated[int, Ge(1), Le(MAX_TOPK), BeforeValidator(_integer)]
+# POST /images: at most BATCH_FILES files (MAX_BATCH_FILES' default), so the first seq leaves room for all of them
+# below MAX_SEQ; declared here, the document says it and the server refuses only what the document refuses.
+BATCH_FILES = 64
+BatchSeqStart = Annotated[int, Ge(0), Le(MAX_SEQ - BATCH_FILES + 1), BeforeValidator(_integer)]
 SessionId = Annotated[str, BeforeValidator(_session), WithJsonSchema({"type": "string", "format": "uuid"})]
 
 
@@ -84,7 +88,9 @@ class BatchForm(Inputs):
     """``POST /images`` (the files: ``payload``, repeated)."""
 
     uuid: SessionId = Field(description="the session POST /register answered")
-    seqStart: Seq = Field(description="the first file's seq; the i-th file gets seqStart+i")
+    seqStart: BatchSeqStart = Field(
+        description=f"the first file's seq; the i-th file gets seqStart+i (at most {BATCH_FILES} files)"
+    )
     topk: TopK = Field(description="how many labels to return, best first")
 
 
