@@ -35,6 +35,13 @@ def _ordered_range(case: schemathesis.Case) -> bool:
     return not isinstance(query.get("seqStart"), int) or query["seqStart"] <= query.get("seqEnd", query["seqStart"])
 
 
+def _sendable(case: schemathesis.Case) -> bool:
+    """Multipart cannot carry a null, an empty list or an empty object: such a field is sent as no field at all, which
+    for an optional field (POST /classify's topk, wait) is valid input, not the violation the case meant."""
+    body = case.body if isinstance(case.body, dict) else {}
+    return not any(value is None or value == [] or value == {} for value in body.values())
+
+
 def _checked(case: schemathesis.Case, tried: dict[tuple[str, str], int], mode: GenerationMode) -> None:
     response = case.call_and_validate(timeout=30)  # every check schemathesis has
     tried[case.operation.label, mode.value] = tried.get((case.operation.label, mode.value), 0) + 1
@@ -54,6 +61,8 @@ def test_the_api_behaves_as_its_document_says_for_generated_input(local_simulati
             strategy = operation.as_strategy(generation_mode=mode)
             if mode is GenerationMode.POSITIVE and operation.path == "/result":
                 strategy = strategy.filter(_ordered_range)  # a rule across two parameters: OpenAPI cannot state it
+            if mode is GenerationMode.NEGATIVE:
+                strategy = strategy.filter(_sendable)
 
             @given(case=strategy)
             @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
