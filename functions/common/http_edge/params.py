@@ -39,7 +39,7 @@ def _session(value: object) -> str:
     if value is None or value == "":
         raise _refused("is required")
     try:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value.isascii():  # UUID() reads non-ASCII digits: one session, two names
             raise ValueError(value)
         return str(uuid_lib.UUID(value))
     except ValueError:

@@ -52,6 +52,7 @@ def test_anything_else_is_not_an_integer(value: object) -> None:
         ("uuid", "", "field 'uuid' is required"),
         ("uuid", "not-a-uuid", "field 'uuid' is not a valid UUID"),
         ("uuid", 12, "field 'uuid' is not a valid UUID"),
+        ("uuid", "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a4\u0667", "field 'uuid' is not a valid UUID"),  # Arabic-Indic 7
     ],
 )
 def test_refusals_name_the_field_and_the_rule(field: str, value: object, message: str) -> None:
