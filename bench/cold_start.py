@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, save_json, table
+from runtime.artifact import lambda_python
 from runtime.broker import EmbeddedBroker, ensure_topics
 
 _PROBE = r"""
@@ -81,7 +82,6 @@ HANDLERS = {
 # ``--build-dir``: each handler from its `sam build` artifact on Lambda's python (3.12), the artifact alone on the path.
 ARTIFACTS = {"upload": "UploadFunction", "query": "QueryFunction", "collect": "CollectSelfManagedFunction",
              "infer": "InferSelfManagedFunction"}  # fmt: skip
-LAMBDA_PYTHON = Path.home() / ".pyenv" / "versions" / "3.12.1" / "bin" / "python3.12"
 
 
 def _eight_photos(into: Path) -> Path:
@@ -109,7 +109,7 @@ def probe(name: str, env: dict[str, str], artifact: Path | None = None, warm: in
     code = _PROBE.replace("{{", "{").replace("}}", "}")
     python, run_env = sys.executable, env
     if artifact is not None:
-        python, run_env = str(LAMBDA_PYTHON), {**env, "PYTHONPATH": str(artifact)}
+        python, run_env = lambda_python(), {**env, "PYTHONPATH": str(artifact)}
         if name == "infer":
             run_env["INFER_ENGINE_CACHE"] = str(artifact / "engines")
     event_file = ROOT / "tests" / "events" / f"{event}.json"

@@ -85,13 +85,18 @@ def _jpeg_scan_start(data: bytes) -> tuple[int, int]:
         segments += 1
         if segments > MAX_JPEG_SEGMENTS:
             raise _too_costly(f"the JPEG has more than {MAX_JPEG_SEGMENTS} marker segments before its first scan")
-        start = marker.end()
-        length = int.from_bytes(data[start : start + 2], "big")
-        if length < 2 or start + length > len(data):
-            raise _Refused(_NO_SCAN)
+        end = _segment_end(data, marker.end(), _NO_SCAN)
         if marker[1][0] == _SOS:
-            return start + length, segments
-        pos = start + length
+            return end, segments
+        pos = end
+
+
+def _segment_end(data: bytes, start: int, refusal: Violation) -> int:
+    """Where the marker segment whose length field is at ``start`` ends; ``refusal`` when the length cannot be."""
+    length = int.from_bytes(data[start : start + 2], "big")
+    if length < 2 or start + length > len(data):
+        raise _Refused(refusal)
+    return start + length
 
 
 def _check_jpeg(data: bytes, limits: ImageLimits) -> None:
@@ -107,10 +112,7 @@ def _check_jpeg(data: bytes, limits: ImageLimits) -> None:
         segments += 1
         if segments > MAX_JPEG_SEGMENTS:
             raise _too_costly(f"the JPEG has more than {MAX_JPEG_SEGMENTS} marker segments")
-        start = marker.end()
-        length = int.from_bytes(data[start : start + 2], "big")
-        if length < 2 or start + length > len(data):
-            raise _Refused(_NO_END)
+        end = _segment_end(data, marker.end(), _NO_END)
         if data[marker.start() + 1] == _SOS:
             scans += 1
             if scans > limits.max_jpeg_scans:
@@ -118,7 +120,7 @@ def _check_jpeg(data: bytes, limits: ImageLimits) -> None:
                     f"the JPEG has more than {limits.max_jpeg_scans} scans (MAX_JPEG_SCANS; a progressive photo has "
                     "about 10), and each scan is a pass of the decoder over the whole image"
                 )
-        pos = start + length
+        pos = end
     raise _Refused(_NO_END)
 
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,21 @@ class OrtNet:
 
 def folder(spec: ModelSpec) -> Path:
     return spec.engine.cache_dir / engine_key(spec, spec.engine.precision)
+
+
+def in_temp_cache(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with the temp folder as its cache: where engines go when the configured cache cannot be written."""
+    return replace(spec, engine=replace(spec.engine, cache_dir=Path(tempfile.gettempdir()) / "faasinfer-engines"))
+
+
+def load_cached(spec: ModelSpec) -> Classifier | None:
+    """The engine of ``spec`` from its cache folder or the temp folder, checked; ``None`` when neither has one."""
+    for candidate in (spec, in_temp_cache(spec)):
+        try:
+            return load(candidate)
+        except EngineMissing as missing:
+            log.debug("%s", missing)
+    return None
 
 
 def load(spec: ModelSpec) -> Classifier:
@@ -146,9 +162,8 @@ def _put(staging: Path, where: Path, spec: ModelSpec) -> None:
     except OSError:
         pass
     try:
-        _manifest(where)
-        current = json.loads((where / MANIFEST_NAME).read_text(encoding="utf-8"))["sources"]
-    except (ModelUnavailable, OSError, ValueError, KeyError):
+        current = _manifest(where).get("sources")
+    except ModelUnavailable:
         current = None
     if current == {name: list(value) for name, value in sources(spec).items()}:
         log.debug("engine %s was built by another process meanwhile", where)

@@ -39,28 +39,25 @@ MAX_BATCH = 1024  # the exported model's batch dimension admits 1..MAX_BATCH
 def build(spec: ModelSpec) -> Classifier:
     """The classifier of ``spec`` on its engine: eager for torch; for ONNX Runtime the cached engine of the model
     actually loaded (the fallback's, when the configured weights cannot be had), made first when there is none."""
-    loaded, spec = load_torch(spec)
-    if spec.engine.backend == "torch":
-        if spec.engine.precision == "bf16":
+    loaded, loaded_spec = load_torch(spec)
+    if loaded_spec.engine.backend == "torch":
+        if loaded_spec.engine.precision == "bf16":
             assert isinstance(loaded.net, TorchNet)
             loaded = replace(loaded, net=TorchNet(loaded.net.module, bf16=True), engine="torch/bf16")
-            engine_file.check_fits(loaded, spec)
+            engine_file.check_fits(loaded, loaded_spec)
         return loaded
-    with contextlib.suppress(engine_file.EngineMissing):
-        return engine_file.load(spec)  # the fallback model's engine, made before
+    if loaded_spec != spec and (cached := engine_file.load_cached(loaded_spec)) is not None:
+        return cached  # the fallback model's engine, made before (the caller looked for the configured one)
+    spec = loaded_spec
     with tempfile.TemporaryDirectory(prefix="faasinfer-export-") as scratch:
         onnx, engine = _onnx(loaded, spec, Path(scratch))
         try:
             engine_file.save(spec, onnx, loaded.name, engine, loaded.labels, loaded.preprocessing)
         except OSError as exc:  # a read-only cache (an image's): the temp folder serves this process
             log.warning("engine cache %s cannot be written (%s); using the temp folder", spec.engine.cache_dir, exc)
-            spec = replace(spec, engine=replace(spec.engine, cache_dir=temp_cache()))
+            spec = engine_file.in_temp_cache(spec)
             engine_file.save(spec, onnx, loaded.name, engine, loaded.labels, loaded.preprocessing)
     return engine_file.load(spec)
-
-
-def temp_cache() -> Path:
-    return Path(tempfile.gettempdir()) / "faasinfer-engines"
 
 
 def _onnx(loaded: Classifier, spec: ModelSpec, scratch: Path) -> tuple[Path, str]:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import tempfile
-from dataclasses import replace
-from pathlib import Path
 
 from . import engine_file
 from .config import ModelSpec, check
@@ -23,7 +20,7 @@ log = logging.getLogger(__name__)
 def load_classifier(spec: ModelSpec) -> Classifier:
     """The configured classifier, checked end to end (one forward pass) before it is used."""
     check(spec.engine.backend, spec.engine.precision)
-    classifier = _from_cache(spec) if spec.engine.backend == "onnxruntime" else None
+    classifier = engine_file.load_cached(spec) if spec.engine.backend == "onnxruntime" else None
     if classifier is None:
         classifier = _built(spec)
     log.info(
@@ -31,16 +28,6 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         classifier.name, classifier.engine, len(classifier.labels), spec.threads,
     )  # fmt: skip
     return classifier
-
-
-def _from_cache(spec: ModelSpec) -> Classifier | None:
-    temp = replace(spec, engine=replace(spec.engine, cache_dir=Path(tempfile.gettempdir()) / "faasinfer-engines"))
-    for candidate in (spec, temp):
-        try:
-            return engine_file.load(candidate)
-        except engine_file.EngineMissing as missing:
-            log.debug("%s", missing)
-    return None
 
 
 def _built(spec: ModelSpec) -> Classifier:
