@@ -17,11 +17,19 @@ INLINE_LIMIT = 4 * 1024 * 1024
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
+# What the API takes (functions/common: MAX_TOPK, MAX_UPLOAD_BYTES' default): checked before anything is sent.
+MAX_TOPK = 1000
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+def mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.3g} MiB"
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, path: str = "", json_body: bool = True) -> None:
         super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
+        self.status, self.message, self.path, self.json_body = status, message, path, json_body
 
 
 def image_files(paths: Sequence[Path]) -> list[Path]:
@@ -75,11 +83,13 @@ class Client:
     @staticmethod
     def _check(response: httpx.Response) -> Any:
         if response.status_code >= 400:
+            path = f"{response.request.method} {response.request.url.path}"
             try:
-                message = str(response.json().get("error", response.text))
-            except ValueError:
-                message = response.text
-            raise ApiError(response.status_code, message)
+                body = response.json()
+                message, json_body = str(body.get("error", response.text)), isinstance(body, dict) and "error" in body
+            except (ValueError, AttributeError):
+                message, json_body = response.text[:200], False
+            raise ApiError(response.status_code, message, path, json_body)
         return response.json()
 
     async def register(self) -> str:
@@ -100,8 +110,20 @@ class Client:
         gate = asyncio.Semaphore(concurrency)
         uploaded = Uploaded()
 
+        sizes = await asyncio.to_thread(lambda: [path.stat().st_size for path in files])
+
         async def one(index: int, path: Path) -> None:
             seq = seq_start + index
+            if (size := sizes[index]) > MAX_IMAGE_BYTES:  # refused here, not after sending it
+                uploaded.refused.append((path, seq, f"{mib(size)}, over the {mib(MAX_IMAGE_BYTES)} an image may have"))
+            else:
+                await send(seq, path)
+            if on_done is not None:
+                maybe = on_done(index, path)
+                if maybe is not None:
+                    await maybe
+
+        async def send(seq: int, path: Path) -> None:
             async with gate:
                 data = await asyncio.to_thread(path.read_bytes)
                 response = await self.upload_bytes(uuid, seq, topk, path.name, data)
@@ -112,10 +134,6 @@ class Client:
                 if exc.status not in REFUSED:
                     raise
                 uploaded.refused.append((path, seq, f"error {exc.status}: {exc.message}"))
-            if on_done is not None:
-                maybe = on_done(index, path)
-                if maybe is not None:
-                    await maybe
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(files)))
         uploaded.accepted.sort()
@@ -157,15 +175,23 @@ class Client:
     async def results(self, uuid: str, seq_start: int, seq_end: int) -> list[dict[str, Any]]:
         """The finished results of the range, every page of it (``MAX_RANGE`` seqs per query; a page that would
         not fit a Lambda response stops early at ``nextSeq``)."""
+        return (await self.results_and_pending(uuid, seq_start, seq_end))[0]
+
+    async def results_and_pending(
+        self, uuid: str, seq_start: int, seq_end: int
+    ) -> tuple[list[dict[str, Any]], set[int]]:
+        """The finished results of the range and the seqs still queued (a seq in neither was never accepted)."""
         items: list[dict[str, Any]] = []
+        pending: set[int] = set()
         start: int | None = seq_start
         while start is not None and start <= seq_end:
             end = min(seq_end, start + 999)
             params: dict[str, str | int] = {"uuid": uuid, "seqStart": start, "seqEnd": end}
             page = self._check(await self._http.get("/result", params=params))
             items += page["items"]
+            pending.update(page.get("pending") or [])
             start = page.get("nextSeq") or end + 1
-        return items
+        return items, pending
 
     async def wait(
         self,
@@ -177,16 +203,18 @@ class Client:
         on_progress: Callable[[int, int], None] | None = None,
         seqs: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Poll until every seq of the range (or of ``seqs``, e.g. the accepted ones) has a final status."""
+        """Poll until every seq of the range (or of ``seqs``, e.g. the accepted ones) has a final status, or none
+        of the others is still queued (a seq the server never accepted will not come)."""
         wanted = set(range(seq_start, seq_end + 1) if seqs is None else seqs)
         expected = len(wanted)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            items = [i for i in await self.results(uuid, seq_start, seq_end) if i["seq"] in wanted]
+            found, pending = await self.results_and_pending(uuid, seq_start, seq_end)
+            items = [i for i in found if i["seq"] in wanted]
             finished = len(items)  # finished seqs only; queued ones are listed apart
             if on_progress is not None:
-                on_progress(finished, expected)
-            if finished >= expected:
+                on_progress(finished, finished + len(pending & wanted))
+            if finished >= expected or not pending & wanted:
                 return items
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{finished} of {expected} results after {timeout_s:.0f}s")

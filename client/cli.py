@@ -1,22 +1,42 @@
-"""``faasinfer``: classify one image, register, upload files or folders, wait for results, run the demo loop."""
+"""faasinfer: classify one image, register, upload files or folders, wait for results, run the demo loop."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import json
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+from rich.markup import escape
 
 from . import commands
-from .api import ApiError, Client
-from .commands import UsageError, notes
+from .api import MAX_IMAGE_BYTES, MAX_TOPK, ApiError, Client, mib
+from .commands import NothingAccepted, UsageError, notes
 
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
-HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
+class HELP(argparse.ArgumentDefaultsHelpFormatter):
+    """A default is said once: not for flags and unset options, not when the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("faasinfer")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -43,6 +63,7 @@ def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="faasinfer", description=__doc__, formatter_class=HELP)
+    p.add_argument("--version", action="version", version=f"faasinfer {_version()}")
     _connection_options(p, defaults=True)
     sub = p.add_subparsers(dest="command", required=True)
     _command(sub, "register", help="create a session and print its uuid")
@@ -83,36 +104,57 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Every failure is one line saying what failed and what to try, and a non-zero exit; ``--debug`` adds the
-    traceback."""
+    """Every failure is one line saying what failed and what to try (under ``--json`` also ``{"error": …}`` on
+    stdout), and a non-zero exit: 2 for a command that cannot run as given, 1 for one that failed; ``--debug`` adds
+    the traceback."""
     args = parse_args(argv)
-    if not args.url.startswith(("http://", "https://")):
-        message = f"--url {args.url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000)"
-        notes.print(f"[red]{message}[/red]", soft_wrap=True)
-        return 2
-    if args.command == "upload" and (missing := [p for p in args.paths if not Path(p).exists()]):
-        notes.print(f"[red]no such file or folder: {', '.join(missing)}[/red]", soft_wrap=True)  # before registering
-        return 2
-    if args.command == "classify" and not Path(args.path).is_file():
-        notes.print(f"[red]no such file: {args.path}[/red]", soft_wrap=True)
-        return 2
+    if (refusal := _refusal(args)) is not None:
+        return _fail(args, refusal, 2)
     try:
         return asyncio.run(run(args))
     except UsageError as exc:
-        notes.print(f"[red]{exc}[/red]", soft_wrap=True)
-        return 2
+        return _fail(args, str(exc), 2)
+    except NothingAccepted as exc:
+        return _fail(args, str(exc), 1)
     except Exception as exc:
         if args.debug:
             notes.print_exception()
-        notes.print(f"[red]{_one_line(exc, args.url)}[/red]", soft_wrap=True)
-        return 1
+        return _fail(args, _one_line(exc, args.url), 1)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    notes.print(f"[red]{escape(message)}[/red]", soft_wrap=True, highlight=False)
+    if args.json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    return code
+
+
+def _refusal(args: argparse.Namespace) -> str | None:
+    """What makes the command unable to run, found before anything is sent."""
+    if not args.url.startswith(("http://", "https://")):
+        return f"--url {args.url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000)"
+    if not 1 <= getattr(args, "topk", 1) <= MAX_TOPK:
+        return f"--topk {args.topk} is out of range: 1 to {MAX_TOPK}"
+    if args.command == "upload" and (missing := [p for p in args.paths if not Path(p).exists()]):
+        return f"no such file or folder: {', '.join(missing)}"  # before registering
+    if args.command == "classify":
+        path = Path(args.path)
+        if not path.is_file():
+            return f"no such file: {args.path}"
+        if (size := path.stat().st_size) > MAX_IMAGE_BYTES:
+            return f"{args.path} is {mib(size)}, over the {mib(MAX_IMAGE_BYTES)} an image may have"
+    return None
 
 
 def _one_line(exc: Exception, url: str) -> str:
     if isinstance(exc, ApiError):
-        return f"error {exc.status}: {exc.message}"
+        return _api_error(exc, url)
+    if isinstance(exc, httpx.ConnectError) and (_tls(exc) or "SSL" in str(exc)):
+        return f"TLS with {url} failed ({exc}): does the server speak HTTPS, and is its certificate trusted?"
     if isinstance(exc, httpx.ConnectError):
         return f"cannot reach {url} ({exc}); is the server running? `make run` starts one locally"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"{url} did not answer in HTTP ({exc}): if it speaks HTTPS, use an https:// URL"
     if isinstance(exc, httpx.TimeoutException):
         return f"{url} did not answer in time ({type(exc).__name__}); try again, or a longer --timeout"
     if isinstance(exc, httpx.HTTPError):
@@ -122,6 +164,21 @@ def _one_line(exc: Exception, url: str) -> str:
     if isinstance(exc, TimeoutError):
         return f"gave up waiting: {exc}; results may still come (`faasinfer results --wait`)"
     return f"{type(exc).__name__}: {exc} (--debug shows where)"
+
+
+def _tls(exc: BaseException) -> bool:
+    return isinstance(exc.__cause__, ssl.SSLError) or isinstance(exc.__context__, ssl.SSLError)
+
+
+def _api_error(exc: ApiError, url: str) -> str:
+    if exc.status == 401:
+        return f"error 401: {exc.message}; give the key with --api-key or FAASINFER_API_KEY"
+    if exc.status in (404, 405) and (not exc.json_body or exc.message in ("not found", "Not Found")):
+        return (
+            f"no faasinfer API at {url} ({exc.status} for {exc.path}): check --url "
+            "(a deployed API's URL is the stack's ApiUrl output)"
+        )
+    return f"error {exc.status}: {exc.message}"
 
 
 if __name__ == "__main__":

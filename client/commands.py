@@ -25,6 +25,10 @@ class UsageError(Exception):
     """A command that cannot run as given: one line saying what to do instead."""
 
 
+class NothingAccepted(Exception):
+    """``results --wait`` on a range where nothing was accepted: it returns at once, with exit code 1."""
+
+
 def _progress(args: argparse.Namespace) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -86,21 +90,29 @@ async def upload(client: Client, args: argparse.Namespace) -> int:
             uuid, files, args.topk, args.seq_start, args.concurrency, on_done=lambda i, p: progress.advance(task)
         )
     seq_end = args.seq_start + len(files) - 1
-    memory.remember(memory.LastSession(uuid, args.seq_start, seq_end))
     names = {args.seq_start + i: p.name for i, p in enumerate(files)}
+    if uploaded.accepted:  # a session with nothing accepted is not worth coming back to
+        kept = {seq: names[seq] for seq in uploaded.accepted}
+        memory.remember(args.url, memory.LastSession(uuid, args.seq_start, seq_end, kept))
     items = await _wait(client, args, uuid, args.seq_start, seq_end, uploaded.accepted) if args.wait else None
     if args.json:
-        _emit_json({"uuid": uuid, **_report(uploaded), **({"items": items} if items is not None else {})})
+        named = None if items is None else _named(items, names)
+        _emit_json({"uuid": uuid, **_report(uploaded), **({"items": named} if named is not None else {})})
     else:
         _say(args, f"uploaded {len(uploaded.accepted)} of {len(files)} files as seq {args.seq_start}..{seq_end}")
         if items is not None:
             console.print(results_table(items, names))
         for path, seq, why in uploaded.refused:
             notes.print(f"[yellow]skipped {path} (seq {seq}): {why}[/yellow]", soft_wrap=True)
-        if items is None:
+        if items is None and uploaded.accepted:
             _say(args, "results: [bold]faasinfer results --wait[/bold] (this session is remembered)")
     failed = uploaded.refused or (items is not None and any(i["status"] != "done" for i in items))
     return 1 if failed else 0
+
+
+def _named(items: Sequence[dict[str, Any]], names: dict[int, str]) -> list[dict[str, Any]]:
+    """Each item with the file its seq was uploaded from, when that is known."""
+    return [{**item, "file": names[item["seq"]]} if item["seq"] in names else dict(item) for item in items]
 
 
 def _report(uploaded: Uploaded) -> dict[str, Any]:
@@ -124,11 +136,13 @@ async def _wait(
 
 
 async def results(client: Client, args: argparse.Namespace) -> int:
-    uuid, start, end = args.uuid, args.seq_start, args.seq_end
+    uuid, start, end, names = args.uuid, args.seq_start, args.seq_end, {}
+    last = memory.recall(args.url)
     if uuid is None:
-        last = memory.recall()
         if last is None:
-            raise UsageError("no session given and none remembered: faasinfer results --uuid <uuid> --seq-end <N>")
+            raise UsageError(
+                f"no session given and none remembered for {args.url}: faasinfer results --uuid <uuid> --seq-end <N>"
+            )
         uuid, start, end = (
             last.uuid,
             last.seq_start if start is None else start,
@@ -137,12 +151,16 @@ async def results(client: Client, args: argparse.Namespace) -> int:
         _say(args, f"session [bold]{uuid}[/bold] (the last upload's), seq {start}..{end}")
     if end is None:
         raise UsageError("--seq-end is needed with --uuid (the last seq to show)")
+    if last is not None and last.uuid == uuid:
+        names = last.names
     start = 0 if start is None else start
     items = await _wait(client, args, uuid, start, end) if args.wait else await client.results(uuid, start, end)
+    if args.wait and not items:
+        raise NothingAccepted(f"nothing was accepted in session {uuid} at seq {start}..{end}: no result will come")
     if args.json:
-        _emit_json({"uuid": uuid, "items": items})
+        _emit_json({"uuid": uuid, "items": _named(items, names)})
     else:
-        console.print(results_table(items))
+        console.print(results_table(items, names))
     return 0
 
 

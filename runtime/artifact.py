@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .invoker import FunctionTimedOut
+from .invoker import FunctionThrottled, FunctionTimedOut
+from .memory_watch import ended
 from .sockets import Server, listening_socket
 from .template import FunctionSpec
 
@@ -143,14 +144,23 @@ class Environment:
         deadline_ms = int((time.time() + timeout) * 1000)
         invocation = _Invocation(request_id or str(uuid.uuid4()), event, deadline_ms)
         await self._next.put(invocation)
+        assert self.process is not None
+        watch = asyncio.ensure_future(ended(self.process, self.spec.memory_mb, invocation.request_id))
         try:
             async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can drop a cancellation
-                return await asyncio.shield(invocation.result)
+                await asyncio.wait({asyncio.shield(invocation.result), watch}, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             message = f"{invocation.request_id} Task timed out after {timeout:.2f} seconds"
             log.error("%s: %s; restarting its environment", self.spec.name, message)
             await self.restart()
             raise FunctionTimedOut(message) from None
+        finally:
+            watch.cancel()
+        if invocation.result.done():
+            return invocation.result.result()
+        log.error("%s: %s; restarting its environment", self.spec.name, watch.result())
+        await self.restart()
+        raise FunctionError(watch.result())
 
     async def restart(self) -> None:
         """A fresh process and server, as Lambda replaces an environment whose invocation timed out."""
@@ -219,7 +229,10 @@ class Environment:
 
 
 class ArtifactFunction:
-    """A function run from its built artifact in ``instances`` environments; same interface as ``LocalFunction``."""
+    """A function run from its built artifact in up to ``instances`` environments; same interface as
+    ``LocalFunction``. One environment starts with the function (an artifact that cannot start fails there); more
+    start when an invocation finds all of them busy, as Lambda scales out, each init logged with its duration
+    (Lambda's ``Init Duration``)."""
 
     def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], artifact: Path, instances: int = 1) -> None:
         self.spec, self.environment, self.artifact = spec, dict(environment), artifact
@@ -229,20 +242,42 @@ class ArtifactFunction:
         self.invocations = 0
 
     async def start(self) -> None:
-        client = client_path()
-        for _ in range(self.instances):
-            environment = Environment(self.spec, self.artifact, self.environment, client)
-            self._environments.append(environment)
-            await environment.start()
-            self._idle.put_nowait(environment)
+        self._idle.put_nowait(await self._new_environment())
 
-    async def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
-        environment = await self._idle.get()
+    async def _new_environment(self) -> Environment:
+        environment = Environment(self.spec, self.artifact, self.environment, client_path())
+        self._environments.append(environment)  # counted while it starts: scale-out stops at ``instances``
+        started = time.perf_counter()
+        try:
+            await environment.start()
+        except BaseException:
+            self._environments.remove(environment)
+            await environment.stop()
+            raise
+        log.info("%s: INIT_REPORT Init Duration: %.2f ms", self.spec.name, (time.perf_counter() - started) * 1000)
+        return environment
+
+    async def invoke(
+        self, event: dict[str, Any], request_id: str | None = None, throttle_after_s: float | None = None
+    ) -> Any:
+        environment = await self._acquire(throttle_after_s)
         self.invocations += 1
         try:
             return await environment.invoke(event, request_id)
         finally:
             self._idle.put_nowait(environment)
+
+    async def _acquire(self, throttle_after_s: float | None) -> Environment:
+        if self._idle.empty() and len(self._environments) < self.instances:
+            return await self._new_environment()
+        try:
+            async with asyncio.timeout(throttle_after_s):
+                return await self._idle.get()
+        except TimeoutError:
+            raise FunctionThrottled(
+                f"{self.spec.name}: no execution environment was free within {throttle_after_s:g} s "
+                f"(all {self.instances} busy)"
+            ) from None
 
     async def stop(self) -> None:
         await asyncio.gather(*(e.stop() for e in self._environments), return_exceptions=True)

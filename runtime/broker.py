@@ -101,9 +101,10 @@ class EmbeddedBroker:
 
 async def ensure_topics(
     bootstrap: str, topics: dict[str, int], options: Mapping[str, Any] | None = None, replication_factor: int = 1
-) -> None:
-    """Create missing topics (name → partitions); existing ones are left as they are. ``options``: aiokafka's
-    connection options (``functions.common.kafka_edge.auth``)."""
+) -> dict[str, int]:
+    """Create missing topics (name → partitions); existing ones are left as they are. Returns the partitions each
+    topic has now, as the cluster describes it. ``options``: aiokafka's connection options
+    (``functions.common.kafka_edge.auth``)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(options or {}))
     await admin.start()
     try:
@@ -119,8 +120,10 @@ async def ensure_topics(
             except TopicAlreadyExistsError:
                 log.info("topics were created concurrently")
             log.info("created topics %s", ", ".join(f"{t.name}({t.num_partitions})" for t in missing))
+        described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()
+    return {str(t["topic"]): len(t["partitions"]) for t in described}
 
 
 async def keep_alive(broker: EmbeddedBroker, topics: dict[str, int], check_s: float = 1.0) -> None:

@@ -4,7 +4,8 @@ Each request becomes the event API Gateway sends (binary bodies base64), the fun
 it (through its handler: Mangum, then the Starlette app), and its response is turned back into HTTP. What AWS
 rejects is rejected here, with a JSON error that says why: a body over API Gateway's 10 MB or an event over
 Lambda's 6 MB invocation payload (413; a ~4.5 MB image is the largest that fits inline), a response over 6 MB or a
-failed invocation (500, as API Gateway answers them), an invocation past its ``Timeout`` (504).
+failed invocation (500, as API Gateway answers them), an invocation past its ``Timeout`` (504), one that found no
+free execution environment within ``ENVIRONMENT_WAIT_S`` (429, Lambda's throttle).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from .invoker import Function, FunctionTimedOut
+from .invoker import Function, FunctionThrottled, FunctionTimedOut
+from .lambda_event import LAMBDA_MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
 
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # HTTP API request payload quota
-LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # synchronous invocation: request and response, each
+# Lambda starts another environment for a request that finds them all busy; the local stand-in has a fixed number,
+# so a request waits for one, at most this long (API Gateway's 30 s integration timeout), then gets Lambda's 429.
+ENVIRONMENT_WAIT_S = 30.0
 BODY_TIMEOUT_S = 30.0  # a request's whole body (API Gateway's integration timeout is 30 s too): slow clients end
 _TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml")
 
@@ -135,9 +139,14 @@ def _check_payload(kind: str, payload: Mapping[str, Any], status: int) -> None:
 class ApiGateway:
     """ASGI app: ``(method, path)`` → the function the template routes it to; 404/405 as JSON otherwise."""
 
-    def __init__(self, routes: Mapping[tuple[str, str], Function], body_timeout_s: float = BODY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        routes: Mapping[tuple[str, str], Function],
+        body_timeout_s: float = BODY_TIMEOUT_S,
+        environment_wait_s: float = ENVIRONMENT_WAIT_S,
+    ) -> None:
         self.routes = dict(routes)
-        self.body_timeout_s = body_timeout_s
+        self.body_timeout_s, self.environment_wait_s = body_timeout_s, environment_wait_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,10 +182,11 @@ class ApiGateway:
         status = int(response.get("statusCode", 200))
         await _send(send, status, headers, response.get("cookies") or [], raw)
 
-    @staticmethod
-    async def _invoke(function: Function, event: dict[str, Any]) -> dict[str, Any]:
+    async def _invoke(self, function: Function, event: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await function.invoke(event)
+            response = await function.invoke(event, throttle_after_s=self.environment_wait_s)
+        except FunctionThrottled as exc:
+            raise RequestRejected(429, f"throttled: {exc}") from None
         except FunctionTimedOut as exc:
             raise RequestRejected(504, f"{function.spec.name} timed out: {exc}") from None
         except Exception as exc:

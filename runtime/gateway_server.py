@@ -26,7 +26,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .app import loops
+from .app import PROBE_ROUTES, loops
 from .gateway import ApiGateway
 from .invoker import Function
 from .logs import configure_logging
@@ -127,9 +127,18 @@ Environments = Sequence[tuple[FunctionSpec, Mapping[str, str]]]  # each function
 def http_functions(
     environments: Environments, instances: int, build_dir: Path | None
 ) -> tuple[ApiGateway, list[Function]]:
-    """The gateway and the functions behind it: ``instances`` execution environments per function."""
-    functions = [make_function(spec, env, instances, build_dir) for spec, env in environments]
-    routes = {(route.method, route.path): f for f in functions for route in f.spec.routes}
+    """The gateway and the functions behind it: ``instances`` execution environments per function, and one more of
+    its own for each probe route (``PROBE_ROUTES``), so a health check never waits behind the function's other
+    requests for an environment: on Lambda, where each concurrent request gets an environment, it never does."""
+    functions: list[Function] = []
+    routes: dict[tuple[str, str], Function] = {}
+    for spec, env in environments:
+        functions.append(function := make_function(spec, env, instances, build_dir))
+        routes.update({(r.method, r.path): function for r in spec.routes})
+        probes = [r for r in spec.routes if (r.method, r.path) in PROBE_ROUTES]
+        if probes:
+            functions.append(prober := make_function(spec, env, 1, build_dir))
+            routes.update({(r.method, r.path): prober for r in probes})
     return ApiGateway(routes), functions
 
 

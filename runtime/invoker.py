@@ -31,12 +31,26 @@ class Function(Protocol):
     invocations: int
 
     async def start(self) -> None: ...
-    async def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any: ...
+    async def invoke(
+        self, event: dict[str, Any], request_id: str | None = None, throttle_after_s: float | None = None
+    ) -> Any: ...
     async def stop(self) -> None: ...
 
 
 class FunctionTimedOut(Exception):
     """The invocation ran past the function's ``Timeout``: Lambda's "Task timed out after N seconds"."""
+
+
+class FunctionThrottled(Exception):
+    """No execution environment became free within the caller's ``throttle_after_s``: Lambda's
+    ``TooManyRequestsException`` (429) for a synchronous invocation beyond the function's concurrency. Lambda starts
+    another environment instead while concurrency lasts; the local stand-in has a fixed number, so an invocation
+    waits for one, and its ``Timeout`` runs from when it starts, as on Lambda, never from the wait."""
+
+
+def _settle(future: asyncio.Future[LambdaContext], context: LambdaContext) -> None:
+    if not future.done():
+        future.set_result(context)
 
 
 def _hook(spec: FunctionSpec, name: str) -> Any:
@@ -89,17 +103,43 @@ class LocalFunction:
             hook()
         self._loaded()
 
-    async def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
-        """The handler's result; its exception; or ``FunctionTimedOut`` once ``Timeout`` has passed."""
-        context = LambdaContext.for_function(self.spec)
-        if request_id is not None:
-            context.aws_request_id = request_id
+    async def invoke(
+        self, event: dict[str, Any], request_id: str | None = None, throttle_after_s: float | None = None
+    ) -> Any:
+        """The handler's result; its exception; ``FunctionTimedOut`` once ``Timeout`` has passed since the handler
+        started; ``FunctionThrottled`` when no environment was free within ``throttle_after_s`` (None: wait)."""
         self.invocations += 1
-        running = asyncio.wrap_future(self._pool.submit(self._call, event, context))
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[LambdaContext] = loop.create_future()
+
+        def call() -> Any:
+            context = LambdaContext.for_function(self.spec)  # its deadline runs from here, not from the queue
+            if request_id is not None:
+                context.aws_request_id = request_id
+            loop.call_soon_threadsafe(_settle, started, context)
+            return self._call(event, context)
+
+        submitted = self._pool.submit(call)
+        running = asyncio.wrap_future(submitted)
         try:
-            async with asyncio.timeout(self.spec.timeout_s):  # not wait_for: on 3.11 it can drop a cancellation
+            async with asyncio.timeout(throttle_after_s):
+                context = await asyncio.shield(started)
+        except TimeoutError:  # only the wait can raise it here: ``started`` holds no exception
+            if submitted.cancel():
+                raise FunctionThrottled(
+                    f"{self.spec.name}: no execution environment was free within {throttle_after_s:g} s "
+                    f"(all {self.instances} busy)"
+                ) from None
+            context = await started  # it started just as the wait ended
+        return await self._outcome(running, context)
+
+    async def _outcome(self, running: asyncio.Future[Any], context: LambdaContext) -> Any:
+        try:
+            async with asyncio.timeout(self.spec.timeout_s) as budget:  # not wait_for: on 3.11 it can drop a cancel
                 return await asyncio.shield(running)
         except TimeoutError:
+            if not budget.expired():  # the handler's own TimeoutError (a client's timeout): its failure, as it is
+                raise
             # Lambda would now reset the execution environment; a thread cannot be killed, so this one finishes
             # its call in the background and takes the next invocation after that.
             message = f"{context.aws_request_id} Task timed out after {self.spec.timeout_s:.2f} seconds"

@@ -16,7 +16,14 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from .app import dead_letter_headers, source_of
 from .invoker import Function
-from .lambda_event import Record, failure_record, kafka_event
+from .lambda_event import (
+    KAFKA_EVENT_ENVELOPE,
+    LAMBDA_MAX_PAYLOAD,
+    Record,
+    failure_record,
+    kafka_event,
+    record_bytes,
+)
 from .template import KafkaSource
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,10 @@ def policy_for(source: KafkaSource) -> RetryPolicy:
     return RetryPolicy(max_retries=retries, max_record_age_s=None if age is None or age < 0 else float(age))
 
 
+def _payload(batch: Sequence[Record]) -> int:
+    return KAFKA_EVENT_ENVELOPE + sum(record_bytes(r) for r in batch)
+
+
 class EventSourceMapping:
     """One consumer loop feeding one function: ``await mapping.run()`` until cancelled."""
 
@@ -81,6 +92,7 @@ class EventSourceMapping:
         self.retry = retry or policy_for(source)
         self.consumer: AIOKafkaConsumer | None = None  # while running: for status and tests
         self._committing: asyncio.Task[None] | None = None  # the last batch's commit, on its way
+        self._carried: list[Record] = []  # fetched past the last batch's payload limit: the next batch's start
 
     @property
     def invocations(self) -> int:
@@ -107,7 +119,7 @@ class EventSourceMapping:
 
     async def run(self) -> None:
         consumer = self.consumer = self._consumer()
-        self._committing = None
+        self._committing, self._carried = None, []  # a new consumer starts from the committed offsets
         try:  # a stop that comes while the consumer starts (Ctrl-C at once) still stops it
             await consumer.start()
             await self._consume(consumer)
@@ -145,17 +157,27 @@ class EventSourceMapping:
                 self._committing = asyncio.create_task(self._commit(consumer, batch))
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Record]:
-        """Up to BatchSize records; the batching window starts with the first record, as Lambda's does."""
+        """Up to BatchSize records, and no more than fit Lambda's 6 MB payload (one record alone always goes); the
+        batching window starts with the first record, as Lambda's does. Records fetched past the payload limit
+        open the next batch (their offsets are committed only once they are delivered)."""
         size = self.source.batch_size
-        fetched = await consumer.getmany(timeout_ms=1000, max_records=size)
-        batch = [r for records in fetched.values() for r in records]
+        batch, self._carried = self._carried, []
         if not batch:
-            return batch
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=size)
+            batch = [r for records in fetched.values() for r in records]
+            if not batch:
+                return batch
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.source.window_s
-        while len(batch) < size and (remaining := deadline - loop.time()) > 0:
+        while len(batch) < size and _payload(batch) <= LAMBDA_MAX_PAYLOAD and (remaining := deadline - loop.time()) > 0:
             more = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=size - len(batch))
             batch.extend(r for records in more.values() for r in records)
+        total = KAFKA_EVENT_ENVELOPE
+        for index, record in enumerate(batch):
+            total += record_bytes(record)
+            if total > LAMBDA_MAX_PAYLOAD and index > 0:
+                batch, self._carried = batch[:index], batch[index:]
+                break
         return batch
 
     async def _invoke(self, records: Sequence[Record]) -> Any:
@@ -170,9 +192,12 @@ class EventSourceMapping:
 
     async def _deliver(self, batch: list[Record]) -> None:
         """Invoke until success; once the retries are exhausted (``MaximumRetryAttempts``, -1: never) or the records
-        are older than ``MaximumRecordAgeInSeconds``, the batch goes to the on-failure destination (with
-        ``BisectBatchOnFunctionError`` the halves are retried on their own first, so one poison record does not
-        take its neighbours along)."""
+        are older than ``MaximumRecordAgeInSeconds``, the batch goes to the on-failure destination. With
+        ``BisectBatchOnFunctionError`` a failed batch is split in two at its first error and each half delivered on
+        its own, so one poison record does not take its neighbours along: "When your function returns an error,
+        split the batch into two smaller batches and retry each separately"
+        (https://docs.aws.amazon.com/lambda/latest/dg/kafka-retry-configurations.html); the retries are spent on
+        what cannot be split further."""
         attempt = 0
         while True:
             try:
@@ -185,15 +210,15 @@ class EventSourceMapping:
                     "%s failed on %d records (attempt %d, retries %s): %r",
                     self.spec.name, len(batch), attempt, retries, exc,
                 )  # fmt: skip
+                if self.source.bisect_on_error and len(batch) > 1:
+                    half = len(batch) // 2
+                    await self._deliver(batch[:half])
+                    await self._deliver(batch[half:])
+                    return
                 oldest, now = min(r.timestamp for r in batch), time.time()
                 if self.retry.exhausted(attempt, oldest, now):
-                    if self.source.bisect_on_error and len(batch) > 1:
-                        half = len(batch) // 2
-                        await self._deliver(batch[:half])
-                        await self._deliver(batch[half:])
-                    else:
-                        expired = self.retry.expired(oldest, now)
-                        await self._on_failure(batch, exc, attempt, "RecordAgeExceeded" if expired else None)
+                    expired = self.retry.expired(oldest, now)
+                    await self._on_failure(batch, exc, attempt, "RecordAgeExceeded" if expired else None)
                     return
                 await asyncio.sleep(self.retry.delay(attempt))
 

@@ -35,8 +35,25 @@ class Record(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
+# A synchronous invocation's payload, request and response each; a Kafka event-source mapping also ends a batch
+# before its event passes it (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024
+KAFKA_EVENT_ENVELOPE = 1024  # what an event holds besides its records (source, ARN, bootstrap servers), at most
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def record_bytes(r: Record) -> int:
+    """At most what one record adds to a Kafka event's JSON: key and value in base64, each header byte as an
+    integer of up to three digits and a separator, the fields around them."""
+    headers = sum(len(name) + 5 * len(value) + 8 for name, value in r.headers)
+    return 200 + 2 * len(r.topic) + _b64_len(r.key) + _b64_len(r.value) + headers
+
+
+def _b64_len(data: bytes | None) -> int:
+    return (len(data or b"") + 2) // 3 * 4
 
 
 def kafka_event(records: Sequence[Record], source: KafkaSource, bootstrap: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import supervisor
-from .app import DEFAULT_HOME, kafka_auth, loops, open_store, settings_from
+from .app import DEFAULT_HOME, dependency_errors, kafka_auth, loops, open_store, settings_from
 from .broker import EmbeddedBroker, ensure_topics
 from .environment import ROOT, at_task_root, declared_names, function_environment, local_home, local_parameters
 from .kafka_esm import RetryPolicy
@@ -124,6 +124,9 @@ async def prepare_database(placements: Sequence[Placement]) -> None:
                 f"the database file {path} cannot be used ({exc}): move it away (an empty one is created) "
                 "or set DATABASE_URL"
             ) from None
+        except dependency_errors() as exc:  # wrong credentials, no server: one line, not a traceback
+            where = url.split("@")[-1].split("?")[0]
+            raise CannotStart(f"the database {where} cannot be used: {exc}; check DATABASE_URL") from None
         finally:
             await store.close()
         log.info("database %s", url.split("@")[-1])

@@ -38,6 +38,16 @@ class LogSettings(BaseSettings):
         )
 
 
+# Control characters in a message (a Kafka record's field, a client's header) would forge or split lines: each
+# is written as its escape, so one record is one line; a traceback keeps its lines.
+_ESCAPED = {i: repr(chr(i))[1:-1] for i in (*range(32), 127) if i != 9}
+
+
+class OneLineFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_ESCAPED)
+
+
 def _with_logger_name(record: logging.LogRecord) -> bool:
     record.logger = record.name  # an extra attribute: powertools puts it beside the message
     return True
@@ -55,7 +65,7 @@ def configure_logging(process: str | None = None, settings: LogSettings | None =
         handler.addFilter(_with_logger_name)
     else:
         where = f" [{process}]" if process else ""
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter(f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

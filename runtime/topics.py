@@ -54,14 +54,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         options = kafka_auth.client_options(settings)
-        loops.run(ensure_topics(args.bootstrap_servers, topics, options, args.replication_factor))
+        actual = loops.run(ensure_topics(args.bootstrap_servers, topics, options, args.replication_factor))
     except Misconfigured as exc:
         log.error("%s", exc)
         return 2
     except Exception as exc:
         log.error("cannot create topics on %s: %s: %s", args.bootstrap_servers, type(exc).__name__, exc)
         return 1
-    log.info("topics ready on %s: %s", args.bootstrap_servers, ", ".join(f"{t}({n})" for t, n in topics.items()))
+    log.info("topics ready on %s: %s", args.bootstrap_servers, ", ".join(f"{t}({n})" for t, n in actual.items()))
+    for topic, asked in topics.items():
+        if actual.get(topic, asked) != asked:
+            log.warning(
+                "%s has %d partitions, not the %d asked: an existing topic is left as it is (its partitions bound "
+                "how many consumers share it; add some with kafka-topics.sh --alter)",
+                topic,
+                actual[topic],
+                asked,
+            )
     return 0
 
 

@@ -153,3 +153,52 @@ def test_scram_clients_may_decrypt_the_secret_under_its_customer_managed_key(
     assert "kms:Decrypt" not in role_actions(stack, "QueryFunction")
     without_key = Stack.deployed({**DEPLOY, "KafkaSecretKmsKeyArn": ""})  # SelfManaged: the AWS managed key
     assert all("kms:Decrypt" not in role_actions(without_key, f) for f in SCRAM_CLIENTS["SelfManaged"])
+
+
+def test_infer_may_read_its_engine_from_the_engine_location_and_nothing_else_of_that_bucket(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """``InferEngineLocation=s3://bucket/prefix``: the zip infer functions read their engine there at init
+    (functions/infer/engine_remote.py); the calls ``fetch`` makes are granted, under that prefix only."""
+    from dataclasses import replace
+
+    from functions.infer import engine_file, engine_remote
+    from functions.infer.config import EngineSpec, ModelSpec
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    location = "s3://model-store/faasinfer/engines"
+    stack = Stack.deployed({**DEPLOY, "InferEngineLocation": location})
+    granted = role_actions(stack, "InferSelfManagedFunction")
+    assert [s["Resource"] for s in granted["s3:GetObject"] if "model-store" in str(s["Resource"])] == [
+        "arn:aws:s3:::model-store/faasinfer/engines/*"
+    ]
+    assert "arn:aws:s3:::model-store" in [s["Resource"] for s in granted["s3:ListBucket"]]
+    [infer] = [r for n, r in stack.resources().items() if n == "InferSelfManagedFunction"]
+    assert infer["Properties"]["Environment"]["Variables"]["INFER_ENGINE_URL"] == location
+    assert "model-store" not in json.dumps(role_actions(stack, "UploadFunction"))
+    default = Stack.deployed(DEPLOY)
+    assert "InferEnginePolicy" not in default.resources()
+    assert "model-store" not in json.dumps(role_actions(default, "InferSelfManagedFunction"))
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+        monkeypatch.setenv(name, value)
+    spec = ModelSpec("resnet50", engine=EngineSpec(cache_dir=tmp_path / "cache", remote=location))
+    folder = engine_file.folder(spec)
+    folder.mkdir(parents=True)
+    (folder / "engine.onnx").write_bytes(b"onnx")
+    (folder / "manifest.json").write_text("{}")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="model-store")
+        engine_remote.upload(folder, location, client)
+        recorder = Calls()
+        client.meta.events.register("before-call.*.*", recorder)
+        engine_remote.fetch(
+            replace(spec, engine=replace(spec.engine, cache_dir=tmp_path / "artifact")), location, client
+        )
+    made = {ACTIONS_FOR_GET.get(a, a) for a in recorder.actions}
+    assert made == {"s3:GetObject"} and made <= set(granted)
+
+
+ACTIONS_FOR_GET = {"s3:HeadObject": "s3:GetObject"}  # HeadObject is authorised by s3:GetObject

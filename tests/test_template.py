@@ -13,7 +13,7 @@ import pytest
 
 from runtime.template import load_template
 from tests.deploy.build import tools_python
-from tests.deploy.stack import DEPLOY, TEMPLATE, VPC, Stack, raw_template
+from tests.deploy.stack import DEPLOY, TEMPLATE, VPC, Stack, invoked, raw_template
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKEFILE = (ROOT / "functions" / "Makefile").read_text()
@@ -71,7 +71,7 @@ def test_sam_translation_and_runtime_reader_agree(parameters: dict[str, str], so
         props = lambdas[spec.name]["Properties"]
         assert props.get("Handler", (props.get("ImageConfig") or {}).get("Command", [None])[0]) == spec.handler
         assert props["Timeout"] == spec.timeout_s and props["MemorySize"] == spec.memory_mb
-    by_function = {m["FunctionName"].strip("<>"): m for m in mappings}
+    by_function = {invoked(m["FunctionName"]): m for m in mappings}
     for spec in ours.functions:
         for source in spec.kafka:
             mapping = by_function[spec.name]
@@ -107,9 +107,11 @@ def test_infer_is_a_zip_whose_build_receives_the_model_parameters() -> None:
     assert set(infer) == {"InferMskFunction", "InferSelfManagedFunction", "InferSelfManagedVpcFunction"}
     for name, resource in infer.items():
         declared = {key: value["Ref"] for key, value in resource["Metadata"]["BuildProperties"].items()}
-        assert declared == INFER_PARAMETERS, name  # what `sam build --parameter-overrides` resolves for the build
+        # what `sam build --parameter-overrides` resolves for the build (an engine kept in S3 is not baked in)
+        assert declared == {**INFER_PARAMETERS, "INFER_ENGINE_URL": "InferEngineLocation"}, name
         env = resource["Properties"]["Environment"]["Variables"]
         assert {key: env[key]["Ref"] for key in INFER_PARAMETERS} == INFER_PARAMETERS, name  # and what it runs
+        assert env["INFER_ENGINE_URL"] == {"Ref": "InferEngineLocation"}, name
         assert env["INFER_ENGINE_CACHE"] == "/var/task/engines", name  # the engine the build baked in
         assert resource["Properties"]["Handler"] == "functions.infer.app.handler"
 
@@ -225,3 +227,34 @@ def test_deploy_time_rules_name_the_missing_parameter() -> None:
     for needed in ("KafkaSecretArn", "KafkaSecretKmsKeyArn", "MskClusterArn", "KafkaMode MSK", "SASL_SCRAM_512"):
         assert needed in described
     assert "Default" not in raw_template()["Parameters"]["KafkaBootstrapServers"]
+
+
+def test_the_cold_path_options_are_off_by_default_and_each_reaches_what_it_configures() -> None:
+    """SnapStart (zip functions, python3.12) and provisioned concurrency (upload, infer): both need published
+    versions, so every zip function is invoked through its "live" alias; Lambda combines neither with the other
+    (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html)."""
+    default = Stack.deployed(DEPLOY)
+    versions = default.of_type("AWS::Lambda::Version")
+    assert len(versions) == 5  # upload, query, one infer, one collect, sweeper
+    assert all(v["Properties"].get("SnapStart", {"ApplyOn": "None"}) == {"ApplyOn": "None"} for v in versions.values())
+    assert all(
+        "ProvisionedConcurrencyConfig" not in a["Properties"] for a in default.of_type("AWS::Lambda::Alias").values()
+    )
+
+    snap = Stack.deployed({**DEPLOY, "SnapStart": "Enabled"})
+    for name, function in snap.of_type("AWS::Lambda::Function").items():
+        expected = None if function["Properties"].get("PackageType") == "Image" else {"ApplyOn": "PublishedVersions"}
+        assert function["Properties"].get("SnapStart") == expected, name
+    assert snap.broken_rules() == []
+
+    warm = Stack.deployed({**DEPLOY, "UploadProvisionedConcurrency": "2", "InferProvisionedConcurrency": "1"})
+    provisioned = {
+        name: alias["Properties"]["ProvisionedConcurrencyConfig"]["ProvisionedConcurrentExecutions"]
+        for name, alias in warm.of_type("AWS::Lambda::Alias").items()
+        if "ProvisionedConcurrencyConfig" in alias["Properties"]
+    }
+    assert provisioned == {"UploadFunctionAliaslive": "2", "InferSelfManagedFunctionAliaslive": "1"}
+    both = Stack.deployed({**DEPLOY, "SnapStart": "Enabled", "InferProvisionedConcurrency": "1"})
+    assert both.broken_rules() == ["SnapStart Enabled takes no provisioned concurrency (Lambda does not combine them)."]
+    torch = Stack.deployed({**DEPLOY, "InferBackend": "torch", "SnapStart": "Enabled"})
+    assert "SnapStart" not in torch.resources()["InferTorchSelfManagedFunction"]["Properties"]  # not for images

@@ -20,6 +20,21 @@ class BlobNotFound(Exception):
     """The referenced blob does not exist (expired or never written): a permanent failure for that record."""
 
 
+class UnusableBlobKey(BlobNotFound, ValueError):
+    """A key no blob can have (empty, over S3's 1,024 bytes, a control character, a path out of the store or to a
+    folder): like a missing blob, a failure of the record that names it, never of its batch."""
+
+
+MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
+
+
+def check_key(key: str) -> str:
+    encoded = key.encode("utf-8", "surrogatepass")
+    if not key or len(encoded) > MAX_KEY_BYTES or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise UnusableBlobKey(f"blob key is empty, longer than {MAX_KEY_BYTES} bytes or holds a control character")
+    return key
+
+
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
     async def get(self, key: str) -> bytes: ...
@@ -39,9 +54,9 @@ class LocalBlobStore:
     def _path(self, key: str) -> Path:
         """The blob's file; a key that is absolute or climbs out (``..``) is refused (checked on the key's parts:
         resolving the path on every call cost more than the write itself)."""
-        parts = PurePosixPath(key).parts
+        parts = PurePosixPath(check_key(key)).parts
         if not parts or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
-            raise ValueError(f"blob key escapes the store: {key!r}")
+            raise UnusableBlobKey("blob key escapes the store (an absolute path, a . or .. part, a backslash)")
         return self.root.joinpath(*parts)
 
     def _write(self, key: str, data: bytes) -> None:
@@ -55,7 +70,7 @@ class LocalBlobStore:
     def _read(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise BlobNotFound(key) from exc
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
@@ -83,7 +98,8 @@ class S3BlobStore:
         self.client: S3Client = client or boto3.client("s3")
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+        full = f"{self.prefix}/{check_key(key)}" if self.prefix else key
+        return check_key(full)
 
     def _read(self, key: str) -> bytes:
         try:

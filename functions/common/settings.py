@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     infer_backend: str = "onnxruntime"  # torch | onnxruntime
     infer_precision: str = "fp32"  # fp32 | bf16 (torch) | int8 (onnxruntime)
     infer_engine_cache: str = ""  # where exported engines are kept; empty: .faasinfer/engines
+    infer_engine_url: str = ""  # s3://bucket/prefix: engines read from S3 at init when the cache has none
     infer_calibration_dir: str = ""  # int8: photos to calibrate on; empty: the demo photos of a checkout
 
     @classmethod

@@ -37,6 +37,7 @@ class EngineSpec:
     cache_dir: Path = DEFAULT_HOME / "engines"
     calibration_dir: Path = DEMO_PHOTOS  # int8: the photos to calibrate on
     threads: int = 1
+    remote: str = ""  # s3://bucket/prefix: where the engine is read from when the cache has none (engine_remote)
 
     def calibration(self) -> Sequence[bytes]:
         from .calibration import augmented
@@ -87,6 +88,7 @@ def engine_spec(settings: Settings) -> EngineSpec:
         cache_dir=Path(settings.infer_engine_cache) if settings.infer_engine_cache else EngineSpec.cache_dir,
         calibration_dir=Path(settings.infer_calibration_dir) if settings.infer_calibration_dir else DEMO_PHOTOS,
         threads=settings.infer_threads,
+        remote=settings.infer_engine_url,
     )
 
 

@@ -4,7 +4,7 @@ An engine is a folder ``<cache>/<key>/`` (``config.engine_key``) holding ``engin
 model's name, the engine it runs (``onnxruntime/fp32``...), its labels and its preprocessing, the sha256 of the ONNX
 file and the fingerprints of the files it was made from. ``load`` trusts nothing it has not checked: the manifest
 must name this key, the file must have its recorded digest (a truncated copy is refused, naming its path), a source
-file changed since is an engine to build again, and one grey image must give one score per label.
+file here that changed since is an engine to build again, and one grey image must give one score per label.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def load(spec: ModelSpec) -> Classifier:
     where = folder(spec)
     manifest = _manifest(where)
     onnx = where / ONNX_NAME
-    if manifest["sources"] != {name: list(value) for name, value in sources(spec).items()}:
+    here = {name: list(value) for name, value in sources(spec).items()}
+    if here and manifest["sources"] != here:  # files that are not here (a deployed function) cannot have changed
         raise EngineMissing(f"engine {where} was made from files that have changed since")
     digest = _sha256(onnx)
     if digest != manifest["sha256"]:
@@ -146,14 +147,14 @@ def save(spec: ModelSpec, onnx: Path, name: str, engine: str, labels: Sequence[s
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         for path in (staging, staging / ONNX_NAME, staging / MANIFEST_NAME):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)  # built as root, run by another user
-        _put(staging, where, spec)
+        put(staging, where, spec)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("engine %s built", where)
     return where
 
 
-def _put(staging: Path, where: Path, spec: ModelSpec) -> None:
+def put(staging: Path, where: Path, spec: ModelSpec) -> None:
     """``staging`` renamed to ``where``. A folder already there is kept when another process made it for the same
     sources meanwhile (it may be loading it), and otherwise moved aside first (made from files since changed)."""
     try:

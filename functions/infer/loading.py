@@ -2,7 +2,8 @@
 the engine cache without importing torch; made there first (``engines.build``) only where torch is installed.
 
 A deployed zip artifact carries its engine (``INFER_ENGINE_CACHE=/var/task/engines``, made by ``sam build``) and no
-torch: a missing engine is a start that fails with one message naming the folder and the command that makes it.
+torch, or reads it from S3 at init (``INFER_ENGINE_URL``: ``engine_remote``): a missing engine is a start that fails
+with one message naming where it was looked for and the command that makes it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 
-from . import engine_file
+from . import engine_file, engine_remote
 from .config import ModelSpec, check
 from .model import Classifier, ModelUnavailable
 
@@ -21,6 +22,8 @@ def load_classifier(spec: ModelSpec) -> Classifier:
     """The configured classifier, checked end to end (one forward pass) before it is used."""
     check(spec.engine.backend, spec.engine.precision)
     classifier = engine_file.load_cached(spec) if spec.engine.backend == "onnxruntime" else None
+    if classifier is None and spec.engine.backend == "onnxruntime" and spec.engine.remote:
+        classifier = engine_file.load(engine_remote.fetch(spec, spec.engine.remote))
     if classifier is None:
         classifier = _built(spec)
     log.info(

@@ -1,5 +1,7 @@
-"""``python -m functions.infer.prepare [--out DIR]``: make the configured model's engine (INFER_* settings) into the
-engine cache, or into ``DIR`` (``sam build`` bakes it into infer's zip artifact this way: functions/Makefile).
+"""``python -m functions.infer.prepare [--out DIR] [--upload s3://bucket/prefix]``: make the configured model's engine
+(INFER_* settings) into the engine cache, or into ``DIR`` (``sam build`` bakes it into infer's zip artifact this way:
+functions/Makefile); ``--upload`` also puts it where ``INFER_ENGINE_URL`` reads it from (an engine too large for the
+artifact).
 
 Prints the engine's folder on stdout; "building the ONNX engine (once)" on stderr when it is made, nothing when it
 was made before. Fails (exit 1, one line saying why) when the model cannot be loaded or the configured engine cannot
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from functions.common.settings import get_settings
 
-from . import engine_file
+from . import engine_file, engine_remote
 from .config import ModelSpec, model_spec
 from .loading import load_classifier
 from .model import ModelUnavailable
@@ -27,9 +29,11 @@ log = logging.getLogger("functions.infer.prepare")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m functions.infer.prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="the engine cache to make it in (default: INFER_ENGINE_CACHE)")
+    parser.add_argument("--upload", metavar="S3_URL", help="then put it under s3://bucket/prefix (INFER_ENGINE_URL)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     spec = model_spec(get_settings())
+    spec = replace(spec, engine=replace(spec.engine, remote=""))  # made here, never fetched
     if args.out is not None:
         spec = replace(spec, engine=replace(spec.engine, cache_dir=args.out.resolve()))
     wanted = f"{spec.engine.backend}/{spec.engine.precision}"
@@ -44,7 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{classifier.name} runs on {classifier.engine}, not {spec.model} on the configured "
               f"{wanted} (see the warning above)", file=sys.stderr)  # fmt: skip
         return 1
-    print(engine_file.folder(spec) if spec.engine.backend == "onnxruntime" else classifier.name)
+    if spec.engine.backend != "onnxruntime":
+        print(classifier.name)
+        return 0
+    print(engine_file.folder(spec))
+    if args.upload:
+        try:
+            print(engine_remote.upload(engine_file.folder(spec), args.upload))
+        except Exception as exc:  # boto3's own errors: one line, as every other failure here
+            print(f"cannot upload the engine to {args.upload}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from functions.common.blobs import BlobNotFound, BlobStore
+from functions.common.blobs import BlobNotFound, BlobStore, UnusableBlobKey
 from functions.common.contracts import InferenceRequest, InferenceResult
 from functions.common.image_limits import ImageLimits
 from functions.common.kafka_edge.outcomes import RecordFailed, failed
@@ -28,6 +28,8 @@ async def _fetch_and_decode(
         raise RecordFailed(f"topk {request.topk} exceeds the model's {len(classifier.labels)} classes")
     try:
         data = await blobs.get(request.blob)
+    except UnusableBlobKey as exc:
+        raise RecordFailed(f"image blob key {request.blob[:100]!r} cannot name a blob: {exc}") from None
     except BlobNotFound:
         raise RecordFailed(f"image blob {request.blob!r} not found (expired or never stored)") from None
     try:

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.helpers import PHOTOS
@@ -173,14 +175,34 @@ def test_results_without_arguments_show_the_last_upload(local_simulation: str, t
     nothing = _cli(local_simulation, "results", config=config)
     assert nothing.returncode == 2
     assert nothing.stderr.strip() == (
-        "no session given and none remembered: faasinfer results --uuid <uuid> --seq-end <N>"
+        f"no session given and none remembered for {local_simulation}: faasinfer results --uuid <uuid> --seq-end <N>"
     )
+    refused = tmp_path / "refused.jpg"
+    refused.write_text("not an image")
+    upload = _cli(local_simulation, "upload", str(refused), config=config)  # nothing accepted: not remembered
+    assert upload.returncode == 1 and "faasinfer results" not in upload.stderr
+    assert _cli(local_simulation, "results", config=config).returncode == 2
     upload = _cli(local_simulation, "upload", str(PHOTOS / "rocket.jpg"), "--topk", "2", config=config)
     assert upload.returncode == 0 and "faasinfer results --wait" in upload.stderr  # the command to run next
     later = _cli(local_simulation, "results", "--wait", "--json", config=config)
     assert later.returncode == 0, later.stdout + later.stderr
     answer = json.loads(later.stdout)
-    assert [(i["seq"], i["status"], len(i["predictions"])) for i in answer["items"]] == [(0, "done", 2)]
+    assert [(i["seq"], i["status"], len(i["predictions"]), i["file"]) for i in answer["items"]] == [
+        (0, "done", 2, "rocket.jpg")  # the file name travels with its seq
+    ]
+    table = _cli(local_simulation, "results", config=config)
+    assert "rocket.jpg" in table.stdout
+    # the same server under another URL is another deployment as far as the CLI knows: nothing remembered there
+    other = local_simulation.replace("127.0.0.1", "localhost")
+    assert _cli(other, "results", config=config).returncode == 2
+
+
+def test_results_wait_returns_at_once_when_nothing_was_accepted(local_simulation: str) -> None:
+    uuid = _cli(local_simulation, "register").stdout.strip()
+    done = _cli(local_simulation, "--json", "results", "--uuid", uuid, "--seq-end", "3", "--wait", timeout=60)
+    assert done.returncode == 1
+    message = f"nothing was accepted in session {uuid} at seq 0..3: no result will come"
+    assert json.loads(done.stdout) == {"error": message} and done.stderr.strip() == message
 
 
 def test_options_go_before_or_after_the_command_and_json_is_for_scripts(local_simulation: str) -> None:
@@ -191,11 +213,79 @@ def test_options_go_before_or_after_the_command_and_json_is_for_scripts(local_si
     assert report["accepted"] == [0] and report["refused"] == [] and report["items"][0]["status"] == "done"
 
 
-def test_help_says_the_defaults() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "client.cli", "upload", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+def _plain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=60
     )
-    assert done.returncode == 0 and "labels per image (default: 5)" in " ".join(done.stdout.split())
+
+
+def test_help_says_each_default_once_in_plain_text() -> None:
+    upload, results, top = _plain("upload", "--help"), _plain("results", "--help"), _plain("--help")
+    assert upload.returncode == 0 and "labels per image (default: 5)" in " ".join(upload.stdout.split())
+    text = " ".join(results.stdout.split())
+    assert "session (default: the last upload's, remembered)" in text and "(default: None)" not in text
+    assert "(default: False)" not in text and "``" not in top.stdout + upload.stdout + results.stdout
+
+
+def test_version_is_said() -> None:
+    done = _plain("--version")
+    assert done.returncode == 0 and re.fullmatch(r"faasinfer \d+\.\d+\.\d+\S*\n", done.stdout)
+
+
+def test_topk_and_the_size_limit_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
+    url = _closed_port_url()  # anything sent would fail as "cannot reach"
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8" + b"\0" * (11 * 1024 * 1024))
+    topk = _cli(url, "classify", str(PHOTOS / "chelsea.jpg"), "--topk", "0", timeout=60)
+    assert topk.returncode == 2 and topk.stderr.strip() == "--topk 0 is out of range: 1 to 1000"
+    size = _cli(url, "--json", "classify", str(big), timeout=60)
+    message = f"{big} is 11 MiB, over the 10 MiB an image may have"
+    assert size.returncode == 2 and size.stderr.strip() == message and json.loads(size.stdout) == {"error": message}
+
+
+def test_a_json_failure_is_json_on_stdout_too() -> None:
+    url = _closed_port_url()
+    done = _cli(url, "--json", "register", timeout=60)
+    assert done.returncode == 1 and json.loads(done.stdout)["error"].startswith(f"cannot reach {url}")
+
+
+class _Impostor(BaseHTTPRequestHandler):
+    """Not a faasinfer API: 401 JSON on /register (a keyed deployment), a 404 page elsewhere."""
+
+    def do_POST(self) -> None:
+        if self.path == "/register":
+            self._answer(401, "application/json", b'{"error": "missing or wrong x-api-key header"}')
+        else:
+            self._answer(404, "text/html", b"<html>Not Found</html>")
+
+    def _answer(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_a_401_names_the_key_option_and_a_foreign_server_is_said_to_be_one() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        keyed = _cli(url, "register", timeout=60)
+        foreign = _cli(f"{url}/prod", "register", timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert keyed.returncode == 1 and keyed.stderr.strip() == (
+        "error 401: missing or wrong x-api-key header; give the key with --api-key or FAASINFER_API_KEY"
+    )
+    assert foreign.returncode == 1 and foreign.stderr.strip() == (
+        f"no faasinfer API at {url}/prod (404 for POST /prod/register): check --url (a deployed API's URL is the "
+        "stack's ApiUrl output)"
+    )
 
 
 def test_classify_prints_the_labels_of_one_image_in_one_call(local_simulation: str) -> None:

@@ -193,3 +193,8 @@ def role_actions(stack: Stack, function: str) -> dict[str, list[dict[str, Any]]]
             for action in [listed] if isinstance(listed, str) else listed:
                 granted.setdefault(action, []).append(statement)
     return granted
+
+
+def invoked(function_name: str) -> str:
+    """The function an event source mapping's FunctionName names: its "live" alias (AutoPublishAlias) or itself."""
+    return function_name.strip("<>").removesuffix("Aliaslive")

@@ -78,6 +78,26 @@ def test_a_full_build_bakes_the_engine_of_the_parameters_it_is_given(
     assert sorted(p.name for p in build.iterdir() if p.is_dir()) == sorted(INFER)  # no image, no Docker
 
 
+def test_an_engine_kept_in_s3_is_not_baked_into_the_artifact(
+    source: Path, recorder: dict[str, str], tmp_path: Path
+) -> None:
+    """``InferEngineLocation=s3://…``: the function reads its engine there at init (functions/infer/engine_remote.py),
+    so the build makes none and says where it will come from."""
+    build = tmp_path / "build"
+    location = "s3://model-store/faasinfer/engines"
+    done = sam_build(
+        source, build, "InferSelfManagedFunction", env={**recorder, **NON_DEFAULT_ENV, "INFER_ENGINE_URL": location}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (build / "InferSelfManagedFunction" / "engines").exists()
+    said = f"the engine is read from {location} at init, not baked in"
+    assert said in done.stdout + done.stderr
+    assert (build / "InferSelfManagedFunction" / "functions" / "infer" / "engine_remote.py").is_file()
+
+
+NON_DEFAULT_ENV = {f"INFER_{key[5:].upper()}": value for key, value in NON_DEFAULT.items()}
+
+
 def test_one_named_function_takes_the_model_from_the_environment(
     source: Path, recorder: dict[str, str], tmp_path: Path
 ) -> None:

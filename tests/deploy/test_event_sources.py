@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint  # type: ignore[import-untyped]
 
-from tests.deploy.stack import DEPLOY, VPC, Stack, role_actions
+from tests.deploy.stack import DEPLOY, VPC, Stack, invoked, role_actions
 
 # Every combination the Rules admit: SelfManaged authenticates with SCRAM; MSK_IAM needs MSK.
 AUTH_MODES = [
@@ -48,7 +48,7 @@ def _parameters(mode: str, auth: str, network: str) -> dict[str, str]:
 def _mappings(stack: Stack) -> dict[str, dict[str, Any]]:
     """The stack's event source mappings, by the function they invoke."""
     mappings = stack.of_type("AWS::Lambda::EventSourceMapping").values()
-    return {m["Properties"]["FunctionName"].strip("<>"): m["Properties"] for m in mappings}
+    return {invoked(m["Properties"]["FunctionName"]): m["Properties"] for m in mappings}
 
 
 @pytest.mark.parametrize(("mode", "auth", "network"), CASES)

@@ -90,7 +90,11 @@ def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
     assert set(inferred) == {f"{session}:{seq}" for seq in range(40)}
     beyond = {key: n - published[key] for key, n in inferred.items() if n > published[key]}
     assert set(beyond.values()) <= {1} and len(beyond) <= INFER_BATCH_SIZE, (beyond, published, inferred)
-    print(f"repeated inferences: {sum(inferred.values()) - 40}, of which beyond a publish: {len(beyond)}")
+    # Which path brought each request back: the sweeper re-published those the dead worker's partitions held until
+    # the group noticed it was gone (its session timeout, 10 s, outlasts SWEEP_AFTER_S 4 s + the 2 s schedule).
+    swept = sorted(key for key, n in published.items() if n > 1)
+    assert swept, f"the sweeper re-published nothing while the killed worker's partitions were unassigned: {published}"
+    print(f"repeated inferences: {sum(inferred.values()) - 40}, beyond a publish: {len(beyond)}, swept: {len(swept)}")
 
 
 def test_broker_crash_and_restart_loses_no_accepted_upload(stack: tuple[str, Path]) -> None:

@@ -45,6 +45,7 @@ def settings_probe(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from functions.common.settings import get_settings
 
     settings = get_settings()
+    EVENTS.append(event)
     first = context.get_remaining_time_in_millis()
     time.sleep(event.get("sleep_s", 0))
     return {
@@ -80,3 +81,19 @@ def http_echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def returns_when_released(event: dict[str, Any], context: Any) -> dict[str, str]:
     RELEASE.wait(5)
     return {"returned": "yes"}
+
+
+def raises_timeout(event: dict[str, Any], context: Any) -> None:
+    """A handler whose own client gave up: its TimeoutError is its failure, not Lambda's timeout."""
+    raise TimeoutError("the broker did not answer within 2 s")
+
+
+def hangs_after_noting(event: dict[str, Any], context: Any) -> None:
+    """Writes the values it was given to ``$RECORDING_NOTE``, then never returns (until its process is killed)."""
+    import json
+    import os
+
+    values = [base64.b64decode(r["value"]).decode() for rs in event["records"].values() for r in rs]
+    with open(os.environ["RECORDING_NOTE"], "w") as note:
+        json.dump(values, note)
+    threading.Event().wait()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,3 +84,53 @@ async def test_an_import_error_fails_at_start_with_the_reason(tmp_path: Path) ->
     with pytest.raises(RuntimeError, match=r"cannot start: .*No module named 'mangum_is_not_in_this_artifact'"):
         await function.start()
     await function.stop()
+
+
+GREEDY = (
+    HANDLER
+    + """
+def greedy(event, context):
+    hoard = bytearray(event["mb"] * 1024 * 1024)
+    for i in range(0, len(hoard), 4096):
+        hoard[i] = 1  # touched: resident
+    time.sleep(1)
+    return {"pid": os.getpid()}
+"""
+)
+
+
+async def test_an_environment_past_its_memory_size_is_ended_like_lambda_ends_it(tmp_path: Path) -> None:
+    spec = FunctionSpec("ProbeFunction", "probe.app.greedy", timeout_s=10, memory_mb=128)
+    function = ArtifactFunction(spec, {"AWS_LAMBDA_FUNCTION_NAME": "ProbeFunction"}, _artifact(tmp_path, GREEDY))
+    await function.start()
+    try:
+        small = await function.invoke({"mb": 8})
+        with pytest.raises(
+            FunctionError,
+            match=r"^Runtime\.OutOfMemory: RequestId: req-9 Error: Runtime exited with "
+            r"error: signal: killed \(\d+ MB used, MemorySize 128 MB\)$",
+        ):
+            await function.invoke({"mb": 300}, request_id="req-9")
+        after = await function.invoke({"mb": 8})
+    finally:
+        await function.stop()
+    assert after["pid"] != small["pid"]  # a fresh environment serves the next invocation
+
+
+async def test_environments_start_when_needed_up_to_the_bound_each_init_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = FunctionSpec("ProbeFunction", "probe.app.handler", timeout_s=5)
+    function = ArtifactFunction(spec, {"AWS_LAMBDA_FUNCTION_NAME": "ProbeFunction"}, _artifact(tmp_path, HANDLER), 2)
+    with caplog.at_level(logging.INFO, logger="runtime.artifact"):
+        await function.start()
+        try:
+            assert len(function._environments) == 1  # one at start: the others are cold starts to come
+            results = await asyncio.gather(*(function.invoke({"sleep": 0.5}) for _ in range(3)))
+        finally:
+            await function.stop()
+    assert len({r["pid"] for r in results}) == 2  # scaled out to the bound, no further
+    inits = [r.getMessage() for r in caplog.records if "INIT_REPORT" in r.getMessage()]
+    assert len(inits) == 2 and all(
+        re.fullmatch(r"ProbeFunction: INIT_REPORT Init Duration: \d+\.\d\d ms", m) for m in inits
+    )

@@ -13,6 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
 from runtime.gateway import API_GATEWAY_MAX_BODY, LAMBDA_MAX_PAYLOAD, ApiGateway
+from runtime.gateway_server import http_functions
 from runtime.invoker import LocalFunction
 from runtime.template import FunctionSpec, HttpRoute
 from tests.runtime import recording
@@ -137,3 +138,49 @@ async def test_a_client_that_hangs_up_mid_body_is_one_quiet_line_not_an_error(ca
     assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "runtime.gateway"] == [
         ("INFO", "POST /echo -> 499: the client closed the connection before its request was read")
     ]
+
+
+async def test_requests_that_wait_for_an_environment_are_not_timed_out_by_the_wait(client: httpx.AsyncClient) -> None:
+    # two environments, a 1 s Timeout: the last two requests wait 0.7 s for an environment, then run 0.7 s
+    responses = await asyncio.gather(*(client.get("/echo", params={"sleep": 0.7}) for _ in range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+
+
+async def test_a_request_that_finds_no_free_environment_in_time_is_a_json_429_and_never_runs() -> None:
+    recording.reset()
+    spec = FunctionSpec(
+        "EchoFunction", "tests.runtime.recording.http_echo", timeout_s=5, routes=(HttpRoute("GET", "/echo"),)
+    )
+    function = LocalFunction(spec, {})
+    gateway = ApiGateway({("GET", "/echo"): function}, environment_wait_s=0.2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://api.local") as http:
+        busy = asyncio.ensure_future(http.get("/echo", params={"sleep": 0.8}))
+        await asyncio.sleep(0.1)
+        throttled = await http.get("/echo", params={"mark": "throttled"})
+        assert (await busy).status_code == 200
+    await function.stop()
+    assert throttled.status_code == 429
+    assert throttled.json()["error"].startswith("throttled: EchoFunction: no execution environment was free")
+    assert [(e.get("queryStringParameters") or {}).get("mark") for e in recording.EVENTS] == [None]
+
+
+async def test_the_health_probe_has_an_environment_of_its_own_and_never_waits_behind_other_routes() -> None:
+    recording.reset()
+    spec = FunctionSpec(
+        "Upload",
+        "tests.runtime.recording.http_echo",
+        timeout_s=5,
+        routes=(HttpRoute("POST", "/image"), HttpRoute("GET", "/health")),
+    )
+    gateway, functions = http_functions([(spec, {})], 1, None)
+    await asyncio.gather(*(f.start() for f in functions))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://api.local") as http:
+            upload = asyncio.ensure_future(http.post("/image", params={"sleep": 1.5}))
+            await asyncio.sleep(0.2)  # the upload holds the function's only environment
+            health = await http.get("/health")
+            assert health.status_code == 200 and not upload.done()
+            assert (await upload).status_code == 200
+    finally:
+        await asyncio.gather(*(f.stop() for f in functions))
+    assert len(functions) == 2 and gateway.routes[("GET", "/health")] is not gateway.routes[("POST", "/image")]

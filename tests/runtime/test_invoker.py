@@ -9,7 +9,7 @@ import time
 import pytest
 
 from runtime.broker import ensure_topics
-from runtime.invoker import FunctionTimedOut, LocalFunction
+from runtime.invoker import FunctionThrottled, FunctionTimedOut, LocalFunction
 from runtime.kafka_esm import EventSourceMapping, RetryPolicy
 from runtime.template import FunctionSpec, KafkaSource
 from tests.helpers import unique
@@ -84,3 +84,41 @@ async def test_cancelling_an_invocation_is_never_lost_even_as_the_handler_return
     finally:
         await function.stop()
     assert outcomes and all(isinstance(o, asyncio.CancelledError) for _, o in outcomes), outcomes
+
+
+async def test_the_timeout_runs_from_when_the_handler_starts_not_from_the_wait_for_an_environment() -> None:
+    function = _probe(timeout_s=1)  # one environment: the second invocation waits 0.7 s, then runs 0.7 s
+    try:
+        first, second = await asyncio.gather(
+            function.invoke({"sleep_s": 0.7}, request_id="a"), function.invoke({"sleep_s": 0.7}, request_id="b")
+        )
+    finally:
+        await function.stop()
+    assert first["request_id"] == "a" and second["request_id"] == "b"
+    assert second["remaining_ms"][0] > 900  # its context counts down from its own start
+
+
+async def test_an_invocation_that_finds_no_free_environment_in_time_is_throttled_and_never_runs() -> None:
+    function = _probe(timeout_s=3)
+    try:
+        busy = asyncio.ensure_future(function.invoke({"sleep_s": 0.8, "name": "busy"}))
+        await asyncio.sleep(0.1)
+        with pytest.raises(FunctionThrottled, match=r"no execution environment was free within 0.2 s \(all 1 busy\)"):
+            await function.invoke({"name": "throttled"}, throttle_after_s=0.2)
+        await busy
+        after = await function.invoke({"name": "after"}, throttle_after_s=0.2)  # the environment is free again
+    finally:
+        await function.stop()
+    assert after["function"] == "ProbeFunction"
+    assert [e["name"] for e in recording.EVENTS] == ["busy", "after"]
+
+
+async def test_a_timeout_error_of_the_handler_is_its_own_failure_not_a_task_timeout() -> None:
+    spec = FunctionSpec("Impatient", "tests.runtime.recording.raises_timeout", timeout_s=300)
+    function = LocalFunction(spec, {})
+    try:
+        with pytest.raises(TimeoutError, match="the broker did not answer within 2 s") as raised:
+            await function.invoke({})
+    finally:
+        await function.stop()
+    assert not isinstance(raised.value, FunctionTimedOut)

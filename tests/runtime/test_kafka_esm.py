@@ -7,7 +7,9 @@ import base64
 import copy
 import dataclasses
 import json
+import os
 import shutil
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from functions.common.settings import Settings
 from runtime.broker import ensure_topics
 from runtime.invoker import LocalFunction
 from runtime.kafka_esm import STOP_TIMEOUT_S, EventSourceMapping, RetryPolicy, policy_for
-from runtime.lambda_event import Record
+from runtime.lambda_event import LAMBDA_MAX_PAYLOAD, Record
 from runtime.template import FunctionSpec, KafkaSource, load_template
 from runtime.worker import mappings_for
 from tests.helpers import consume_all, unique
@@ -342,7 +344,7 @@ async def test_bisect_on_error_isolates_the_poison_record(broker: str) -> None:
         "Events", "SelfManagedKafka", topic, 4, 0.5, "TRIM_HORIZON", unique("group"), bisect_on_error=True
     )
     mapping = EventSourceMapping(
-        _function(source, "poison_handler"), source, broker, dlq, RetryPolicy(max_retries=0, backoff_s=0.01)
+        _function(source, "poison_handler"), source, broker, dlq, RetryPolicy(max_retries=2, backoff_s=0.01)
     )
     await _produce(broker, topic, 4)
     dead: list[Any] = []
@@ -354,6 +356,9 @@ async def test_bisect_on_error_isolates_the_poison_record(broker: str) -> None:
     await _running(mapping, body)
     assert sorted(_values(recording.EVENTS)) == ["v0", "v1", "v3"]  # the neighbours of the poison got through
     assert [r.value for r in dead] == [b"v2"]
+    # split at the first error, as Lambda does; the retries are spent on the poison alone:
+    # [v0..v3] fails, [v0 v1] passes, [v2 v3] fails, [v2] fails 1 + 2 retries, [v3] passes
+    assert mapping.invocations == 7
 
 
 async def test_a_kafka_destination_gets_the_records_themselves(broker: str) -> None:
@@ -428,3 +433,75 @@ def test_the_template_sends_failed_batches_to_the_dlq_topic_in_provisioned_mode(
         for source in spec.kafka:
             assert source.on_failure == "kafka://inference-dlq" and source.bisect_on_error
             assert policy_for(source).max_retries == 3
+
+
+async def test_a_batch_ends_before_its_event_passes_lambdas_6_mb_payload_and_nothing_is_lost(broker: str) -> None:
+    """Lambda ends a batch at BatchSize, at the window's end or when the payload would pass 6 MB; 20 records of
+    700 kB (933 kB in base64) make events of 6 records at most, in order, each under the limit."""
+    topic = unique("big")
+    await ensure_topics(broker, {topic: 1})
+    source = _source(topic, batch=100, window=1.0)
+    mapping = EventSourceMapping(_function(source), source, broker, unique("dlq"))
+    producer = AIOKafkaProducer(bootstrap_servers=broker, max_request_size=2 * 1024 * 1024)
+    await producer.start()
+    try:
+        for i in range(20):
+            await producer.send_and_wait(topic, bytes([i]) * 700_000, key=f"k{i}".encode())
+    finally:
+        await producer.stop()
+
+    async def body() -> None:
+        await _until(lambda: sum(_count(e) for e in recording.EVENTS) >= 20)
+        await _until_committed(mapping, topic, 20)
+
+    await _running(mapping, body)
+    sizes = [len(json.dumps(e)) for e in recording.EVENTS]
+    assert all(size <= LAMBDA_MAX_PAYLOAD for size in sizes) and len(sizes) >= 4, sizes
+    delivered = [base64.b64decode(r["value"])[0] for e in recording.EVENTS for rs in e["records"].values() for r in rs]
+    assert delivered == list(range(20))
+
+
+def _count(event: dict[str, Any]) -> int:
+    return sum(len(rs) for rs in event["records"].values())
+
+
+ROOT = str(Path(__file__).resolve().parents[2])
+KILLED_MAPPING = """
+import asyncio, sys
+from runtime.invoker import LocalFunction
+from runtime.kafka_esm import EventSourceMapping
+from runtime.template import FunctionSpec, KafkaSource
+topic, group, bootstrap = sys.argv[1:4]
+source = KafkaSource("Events", "SelfManagedKafka", topic, 10, 0.2, "TRIM_HORIZON", group)
+spec = FunctionSpec("Hangs", "tests.runtime.recording.hangs_after_noting", timeout_s=300, kafka=(source,))
+asyncio.run(EventSourceMapping(LocalFunction(spec, {}), source, bootstrap, "dlq").run())
+"""
+
+
+async def test_a_mapping_killed_between_invoke_and_commit_leaves_its_batch_to_the_next_consumer(
+    broker: str, tmp_path: Path
+) -> None:
+    """The event-source mapping commits only after the function returned: kill its process while the function
+    runs (SIGKILL: no clean-up, no commit) and the group's next consumer gets the very same records. A mapping that
+    committed before invoking would leave it nothing."""
+    topic, group = unique("killed"), unique("group")
+    await ensure_topics(broker, {topic: 1})
+    await _produce(broker, topic, 3)
+    note = tmp_path / "invoked.json"
+    env = {**os.environ, "RECORDING_NOTE": str(note), "PYTHONPATH": ROOT}
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED_MAPPING, topic, group, broker, env=env)
+    try:
+        await _until(lambda: note.is_file() and note.stat().st_size > 0, timeout_s=60)
+    finally:
+        child.kill()  # mid-invocation
+        await child.wait()
+    assert json.loads(note.read_text()) == ["v0", "v1", "v2"]
+    source = dataclasses.replace(_source(topic, batch=10), group_id=group)
+    mapping = EventSourceMapping(_function(source), source, broker, unique("dlq"))
+
+    async def body() -> None:
+        await _until(lambda: len(_values(recording.EVENTS)) >= 3, timeout_s=60)  # after the dead member is evicted
+        await _until_committed(mapping, topic, 3)
+
+    await _running(mapping, body)
+    assert _values(recording.EVENTS) == ["v0", "v1", "v2"]  # re-delivered: the killed batch was never committed

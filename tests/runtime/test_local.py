@@ -14,12 +14,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from runtime.broker import free_port
 from runtime.launcher import EXTERNAL, ROOT, launched, wait_until_ok
+from runtime.local import CannotStart, prepare_database
 from tests.helpers import photo, wait_all_done
 
 
@@ -204,3 +206,16 @@ def test_no_process_of_a_serving_runtime_loads_torch(tmp_path: Path, tiny_weight
         assert len(processes) >= 3  # the runtime, its worker, the broker
         with_torch = [pid for pid in processes if "libtorch" in Path(f"/proc/{pid}/maps").read_text()]
         assert not with_torch, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in with_torch]
+
+
+async def test_a_database_that_refuses_the_credentials_stops_the_start_with_one_line_without_the_password(
+    mariadb_url: str,
+) -> None:
+    url = mariadb_url.replace("root@", "nobody:s3cret@")
+    placement = SimpleNamespace(settings=SimpleNamespace(database_url=url))
+    with pytest.raises(CannotStart) as raised:
+        await prepare_database([placement])  # type: ignore[list-item]
+    message = str(raised.value)
+    database = url.split("@")[-1]
+    assert message.startswith(f"the database {database} cannot be used: (") and "Access denied" in message
+    assert message.endswith("; check DATABASE_URL") and "s3cret" not in message and "\n" not in message

@@ -38,6 +38,10 @@ async def test_creates_the_three_topics_with_the_partitions_asked_and_is_safe_to
     assert again.returncode == 0, again.stderr
     request, result, dlq = names.values()
     assert await _partitions(broker, [request, result, dlq]) == {request: 3, result: 3, dlq: 1}  # left as they were
+    assert (
+        f"topics ready on {broker}: {request}(3), {result}(3), {dlq}(1)" in again.stderr
+    )  # what is, not what was asked
+    assert f"{request} has 3 partitions, not the 5 asked" in again.stderr
 
 
 def test_scram_without_a_secret_names_the_parameter(broker: str) -> None:

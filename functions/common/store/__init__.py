@@ -7,7 +7,7 @@ not pay for SQLAlchemy until its first request needs the store).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from functions.common.contracts import InferenceResult
@@ -49,8 +49,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def open_store(url: str) -> Store:
-    """The store at ``url`` (not yet connected: the first operation connects and creates missing tables)."""
+def open_store(url: str, reread: Callable[[], str] | None = None) -> Store:
+    """The store at ``url`` (not yet connected: the first operation connects and creates missing tables);
+    ``reread`` gives the URL again when the database refuses its credentials (a rotated secret)."""
     from .sql_store import SQLStore
 
     full = normalise_url(url)
@@ -62,7 +63,7 @@ def open_store(url: str) -> Store:
     if scheme == "mysql+asyncmy":
         from .mariadb import MariaDBBackend
 
-        return SQLStore(MariaDBBackend(full))
+        return SQLStore(MariaDBBackend(full, None if reread is None else lambda: normalise_url(reread())))
     raise ValueError(
         f"unsupported DATABASE_URL scheme {scheme!r}: use sqlite:///path (SQLite) or mysql://user@host/db (MariaDB)"
     )
@@ -83,7 +84,8 @@ def dependency_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-per_loop: PerLoop[Store] = PerLoop(lambda: open_store(_configured_url()))
+# A URL read from a secret is read again when the database refuses it: the password was rotated.
+per_loop: PerLoop[Store] = PerLoop(lambda: open_store(_configured_url(), reread=_configured_url))
 
 
 def _configured_url() -> str:

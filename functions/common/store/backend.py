@@ -10,6 +10,7 @@ statement on its driver and what its dialect spells differently; nothing else br
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -23,14 +24,17 @@ if TYPE_CHECKING:  # ``databases`` pulls in SQLAlchemy (~0.2 s): imported when t
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+REREAD_INTERVAL_S = 10.0  # a secret that still holds refused credentials is not read on every request
 Values = Mapping[str, Any]
 
 
 class Backend(ABC):
     insert_ignore: ClassVar[str]  # the dialect's insert-if-absent keywords
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, reread: Callable[[], str] | None = None) -> None:
+        """``reread``: where the URL came from, asked again when the database refuses the credentials (a rotated
+        secret); None when the URL cannot change."""
+        self.url, self._reread, self._next_reread = url, reread, 0.0
         self._db = self._database()
 
     @abstractmethod
@@ -72,7 +76,39 @@ class Backend(ABC):
         rows = await self.fetch_all(db, sql, values)
         return rows[0] if rows else None
 
+    def _auth_failed(self, exc: BaseException) -> bool:
+        """Whether the database refused the credentials (asked only when a ``reread`` can give new ones)."""
+        return False
+
     async def run(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        """``operation`` on one connection, retried as ``_retried`` says; when the database refuses the credentials
+        and their source gives new ones (a rotated secret), once more on a pool opened with those."""
+        failed_url = self.url
+        try:
+            return await self._retried(operation)
+        except Exception as exc:
+            if self._reread is None or not self._auth_failed(exc) or not await self._reopened(failed_url):
+                raise
+        return await self._retried(operation)
+
+    async def _reopened(self, failed_url: str) -> bool:
+        """A new pool when the URL's source now says something else; False when it says the same."""
+        if self.url == failed_url:  # not yet replaced by a concurrent operation that failed the same way
+            assert self._reread is not None
+            if time.monotonic() < self._next_reread:
+                return False
+            url = self._reread()
+            if url == failed_url:  # the secret still holds what the database refuses: ask again a while later
+                self._next_reread = time.monotonic() + REREAD_INTERVAL_S
+                return False
+            log.warning("database refused the credentials; they were read again and the pool reopened")
+            old, self.url = self._db, url
+            self._db = self._database()
+            if old.is_connected:
+                await old.disconnect()
+        return True
+
+    async def _retried(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
         """``operation`` on one connection. Retried once when its table was missing (re-created first) or its
         connection was lost: every operation of the store is idempotent, so the retry is safe."""
         try:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 ER_NO_SUCH_TABLE = 1146
+ER_ACCESS_DENIED = (1045, 1698)  # a wrong password; a user the server does not know
 
 
 @lru_cache(maxsize=128)
@@ -76,5 +77,9 @@ class MariaDBBackend(Backend):
     def _missing_table(self, exc: BaseException) -> bool:
         return isinstance(exc, asyncmy.errors.ProgrammingError) and bool(exc.args) and exc.args[0] == ER_NO_SUCH_TABLE
 
+    def _auth_failed(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncmy.errors.OperationalError) and bool(exc.args) and exc.args[0] in ER_ACCESS_DENIED
+
     def _connection_lost(self, exc: BaseException) -> bool:
-        return isinstance(exc, asyncmy.errors.OperationalError | asyncmy.errors.InterfaceError | ConnectionError)
+        lost = isinstance(exc, asyncmy.errors.OperationalError | asyncmy.errors.InterfaceError | ConnectionError)
+        return lost and not self._auth_failed(exc)  # a refusal is not a loss: the same credentials fail again

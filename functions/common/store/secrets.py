@@ -35,7 +35,8 @@ def database_url() -> str:
 
 
 def database_url_from_secret(arn: str, client: Any = None, settings: Settings | None = None) -> str:
-    """Read once per process at the first database use."""
+    """Read at a process's first database use, and again when the database refuses the credentials (a rotated
+    password: ``Backend.run``)."""
     settings = settings or get_settings()
     secret = _read(arn, client)
     missing = [key for key in ("username", "password") if not secret.get(key)]

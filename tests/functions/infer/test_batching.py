@@ -9,11 +9,14 @@ import asyncio
 import io
 import math
 import random
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
+from moto import mock_aws
 from PIL import Image
 
 from functions.common.blobs import blob_store_from_url
@@ -93,3 +96,34 @@ def test_primary_colours_get_the_class_the_network_is_built_for(tmp_path: Path) 
     with ThreadPoolExecutor(1) as pool:
         results = asyncio.run(service.process(requests[::-1], blobs, _classifier(), pool, 2, ImageLimits()))
     assert {r.seq: r.labels[0] for r in results} == {seq: label for seq, (_, label) in expected.items()}
+
+
+UNUSABLE_KEYS = ["", "../../etc/passwd", "/etc/passwd", "a\x00b.png", "a/./b.png", "k" * 1025, SESSION, "a\\b.png"]
+
+
+@pytest.mark.parametrize("store_kind", ["local", "s3"])
+def test_a_record_with_an_unusable_blob_key_fails_alone_and_its_batch_is_classified(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    if store_kind == "local":
+        blobs = blob_store_from_url(f"file://{tmp_path}")
+        asyncio.run(blobs.put(f"{SESSION}/x.png", b"", "image/png"))  # makes SESSION a folder: a key naming it
+    else:
+        blobs = request.getfixturevalue("s3_blobs")
+    asyncio.run(blobs.put(f"{SESSION}/0.png", _png((250, 10, 10)), "image/png"))
+    requests = [InferenceRequest(uuid=SESSION, seq=0, topk=1, blob=f"{SESSION}/0.png")]
+    requests += [InferenceRequest(uuid=SESSION, seq=i, topk=1, blob=key) for i, key in enumerate(UNUSABLE_KEYS, 1)]
+    with ThreadPoolExecutor(2) as pool:
+        results = asyncio.run(service.process(requests, blobs, _classifier(), pool, 4, ImageLimits()))
+    assert [r.status for r in results] == ["done"] + ["failed"] * len(UNUSABLE_KEYS)
+    assert all(len(r.error or "") < 400 for r in results)
+
+
+@pytest.fixture
+def s3_blobs(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="faasinfer-test")
+        yield blob_store_from_url("s3://faasinfer-test/uploads")

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from functions.common import blobs, loops
+from functions.common.blobs import blob_store_from_url
 from functions.common.settings import reset_settings
 from functions.common.store import open_store
 from functions.upload.app import app, handler
@@ -117,7 +118,9 @@ async def test_batch_limits_are_named_and_nothing_is_stored(
         await store.close()
 
 
-async def test_identical_resubmission_is_idempotent_and_different_bytes_conflict(client: httpx.AsyncClient) -> None:
+async def test_identical_resubmission_is_idempotent_and_different_bytes_conflict(
+    client: httpx.AsyncClient, configured: dict[str, Any]
+) -> None:
     session = await _session(client)
     form = {"uuid": session, "seq": "0", "topk": "1"}
     first = await client.post("/image", data=form, files={"payload": ("a.jpg", photo("chelsea.jpg"))})
@@ -125,6 +128,15 @@ async def test_identical_resubmission_is_idempotent_and_different_bytes_conflict
     other = await client.post("/image", data=form, files={"payload": ("c.jpg", photo("coffee.jpg"))})
     assert (first.status_code, again.status_code, other.status_code) == (202, 202, 409)
     assert "already holds a different image" in other.json()["error"]
+    # What is stored: one row, the first image's, its bytes intact after the replay and the conflict.
+    store, stored_blobs = open_store(configured["database_url"]), blob_store_from_url(configured["blob_url"])
+    try:
+        [row] = await store.get_range(session, 0, 0)
+        assert (row.seq, row.topk, row.status, row.content_type) == (0, 1, "queued", "image/jpeg")
+        assert await stored_blobs.get(row.blob_key) == photo("chelsea.jpg")
+        assert row.content_hash == hashlib.sha256(photo("chelsea.jpg")).hexdigest()
+    finally:
+        await store.close()
 
 
 async def test_batch_upload_assigns_consecutive_seqs(client: httpx.AsyncClient) -> None:
