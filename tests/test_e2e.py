@@ -192,7 +192,9 @@ def test_built_artifacts_classify_photos_end_to_end(tmp_path: Path, sam_build: P
     env = {"INFER_MODEL": "efficientnet_lite0", "INFER_ENGINE_CACHE": "/var/task/engines"}
     with launched(tmp_path, ["--workers", "1", "--build-dir", str(sam_build)], env) as runtime:
         runtimes = [c for c in child_processes(runtime.process.pid).values() if "awslambdaric" in c]
-        assert sum("functions.upload.app.handler" in c for c in runtimes) == 4  # --http-instances default
+        # one environment starts with the function (more as requests find it busy, up to --http-instances), and
+        # /health has one of its own
+        assert sum("functions.upload.app.handler" in c for c in runtimes) == 2
         assert sum("functions.collect.app.handler" in c for c in runtimes) == 1
         everything = _descendants(runtime.process.pid)  # infer's environment runs under its worker process
         assert sum("awslambdaric functions.infer.app.handler" in c for c in everything.values()) == 1
