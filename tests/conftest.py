@@ -101,6 +101,18 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in-process for every AWS call of the test, in us-east-1 with dummy credentials."""
+    from moto import mock_aws  # here, not at import: moto is slow to import
+
+    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
 def topics(broker: str) -> dict[str, str]:
     """Fresh topic names per test, so tests never read each other's messages."""
     names = {"request_topic": unique("req"), "result_topic": unique("res"), "dlq_topic": unique("dlq")}

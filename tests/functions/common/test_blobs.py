@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.common.blobs import BlobNotFound, BlobStore, LocalBlobStore, S3BlobStore, blob_store_from_url
 
 
 @pytest.fixture
-def s3_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3BlobStore]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="faasinfer-test")
-        store = blob_store_from_url("s3://faasinfer-test/uploads")
-        assert isinstance(store, S3BlobStore)
-        yield store
+def s3_store(mocked_aws: None) -> S3BlobStore:
+    boto3.client("s3").create_bucket(Bucket="faasinfer-test")
+    store = blob_store_from_url("s3://faasinfer-test/uploads")
+    assert isinstance(store, S3BlobStore)
+    return store
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -9,14 +9,12 @@ import asyncio
 import io
 import math
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 from PIL import Image
 
 from functions.common.blobs import blob_store_from_url
@@ -120,10 +118,6 @@ def test_a_record_with_an_unusable_blob_key_fails_alone_and_its_batch_is_classif
 
 
 @pytest.fixture
-def s3_blobs(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="faasinfer-test")
-        yield blob_store_from_url("s3://faasinfer-test/uploads")
+def s3_blobs(mocked_aws: None) -> object:
+    boto3.client("s3").create_bucket(Bucket="faasinfer-test")
+    return blob_store_from_url("s3://faasinfer-test/uploads")

@@ -5,7 +5,6 @@ where it was looked for and how to put it there. S3 is moto's, in-process."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from functions.common.image_limits import ImageLimits
 from functions.infer import engine_file, engine_remote
@@ -26,16 +24,12 @@ URL = "s3://faasinfer-engines/prod/engines"
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def s3(mocked_aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # Lambda's /tmp, this test's own
     (tmp_path / "tmp").mkdir()
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket="faasinfer-engines")
-        yield client
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="faasinfer-engines")
+    return client
 
 
 def test_an_engine_uploaded_once_is_fetched_at_init_where_its_source_files_are_absent(

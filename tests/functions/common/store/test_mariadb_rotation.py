@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncmy.errors
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.common.settings import Settings
 from functions.common.store import open_store
@@ -26,12 +24,8 @@ SESSION = "6c1e0d9f-4a3b-4f2c-8d8e-2b3c4d5e6f70"
 
 
 @pytest.fixture
-def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.client("secretsmanager")
+def secrets(mocked_aws: None) -> Any:
+    return boto3.client("secretsmanager")
 
 
 async def _admin(mariadb_url: str, statement: str) -> None:

@@ -6,7 +6,6 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.common.errors import Misconfigured
 from functions.common.settings import Settings
@@ -14,12 +13,8 @@ from functions.common.store.secrets import database_url_from_secret
 
 
 @pytest.fixture
-def secrets(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.client("secretsmanager")
+def secrets(mocked_aws: None):  # type: ignore[no-untyped-def]
+    return boto3.client("secretsmanager")
 
 
 def test_rds_style_secret_becomes_an_asyncmy_url(secrets) -> None:  # type: ignore[no-untyped-def]
