@@ -274,10 +274,7 @@ class ArtifactFunction:
             async with asyncio.timeout(throttle_after_s):
                 return await self._idle.get()
         except TimeoutError:
-            raise FunctionThrottled(
-                f"{self.spec.name}: no execution environment was free within {throttle_after_s:g} s "
-                f"(all {self.instances} busy)"
-            ) from None
+            raise FunctionThrottled.after(self.spec.name, throttle_after_s, self.instances) from None
 
     async def stop(self) -> None:
         await asyncio.gather(*(e.stop() for e in self._environments), return_exceptions=True)

@@ -47,6 +47,10 @@ class FunctionThrottled(Exception):
     another environment instead while concurrency lasts; the local stand-in has a fixed number, so an invocation
     waits for one, and its ``Timeout`` runs from when it starts, as on Lambda, never from the wait."""
 
+    @classmethod
+    def after(cls, function: str, waited_s: float | None, instances: int) -> FunctionThrottled:
+        return cls(f"{function}: no execution environment was free within {waited_s:g} s (all {instances} busy)")
+
 
 def _settle(future: asyncio.Future[LambdaContext], context: LambdaContext) -> None:
     if not future.done():
@@ -126,10 +130,7 @@ class LocalFunction:
                 context = await asyncio.shield(started)
         except TimeoutError:  # only the wait can raise it here: ``started`` holds no exception
             if submitted.cancel():
-                raise FunctionThrottled(
-                    f"{self.spec.name}: no execution environment was free within {throttle_after_s:g} s "
-                    f"(all {self.instances} busy)"
-                ) from None
+                raise FunctionThrottled.after(self.spec.name, throttle_after_s, self.instances) from None
             context = await started  # it started just as the wait ended
         return await self._outcome(running, context)
 
