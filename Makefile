@@ -35,7 +35,7 @@ $(VENV)/.runtime: pyproject.toml
 	@$(BIN)/$(PIP) -e '.[runtime]'
 	@touch $@
 
-$(VENV)/.installed: $(VENV)/.runtime
+$(VENV)/.installed: $(VENV)/.runtime pyproject.toml
 	@echo "installing the test tools into $(VENV)"
 	@$(BIN)/$(PIP) -e '.[dev]'
 	@touch $@
@@ -63,14 +63,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy functions runtime client bench
 
-# The fast tier first (no services: seconds), then the tests that start services or stacks, each named as it
-# starts (some take minutes: the bench smoke runs, `sam build`).
+# The fast tier first (in-process, on every core: under a minute), then the tests that start services, stacks
+# or build steps, each named as it starts (some take minutes: the bench smoke runs, `sam build`).
 test: lint test-store-versions
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration" -n auto
 	$(BIN)/python -m pytest -m integration -v
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration" -n auto
 
 # The store's contract and adapter tests on the lowest SQLAlchemy the project admits (pyproject: sqlalchemy>=LOWEST)
 # and on the highest (.venv holds the newest release inside the pinned range). The lowest lives in its own venv

@@ -24,19 +24,20 @@ def main(argv: list[str] | None = None) -> None:
     save_json = _no_save if q else common.save_json
     cores = os.cpu_count() or 1
 
+    def step(name: str, result: Any, report: str) -> Any:
+        print(report)
+        save_json(name, result)
+        return result
+
     gate = accuracy.run(16 if q else 400, 0.5 if q else 10.0, 2)
-    print(accuracy.report(gate))
-    save_json("accuracy", gate)
+    step("accuracy", gate, accuracy.report(gate))
     dec = decode.run(10 if q else 500, 1 if q else 3)
-    print(decode.report(dec))
-    save_json("decode", dec)
+    step("decode", dec, decode.report(dec))
     limit_images = 16 if q else 250
     lim = limit.run(limit_images, args.model, (1, 8) if q else (1, 8, 32))
-    print(limit.report(lim, cores))
-    save_json("limit", lim)
+    step("limit", lim, limit.report(lim, cores))
     pipe = pipeline.run(12 if q else 2000, 16, 3 if q else 20, args.model)
-    print(pipeline.report(pipe))
-    save_json("pipeline", pipe)
+    step("pipeline", pipe, pipeline.report(pipe))
     # This box's speed drifts by several percent within minutes: the best layout is measured again right after the
     # pipeline, and the pipeline is compared with the mean of the two measurements that bracket it.
     best_layout = max(lim, key=lambda k: lim[k])
@@ -44,29 +45,36 @@ def main(argv: list[str] | None = None) -> None:
     best = (lim[best_layout] + after) / 2
     print(f"best layout again after the pipeline: {after:.1f} img/s (before it: {lim[best_layout]:.1f})")
     http = http_load.run(20 if q else 1000, 20 if q else 1000, 8 if q else 32, cores)
-    print(http_load.report(http, 8 if q else 32))
-    save_json("http_load", http)
+    step("http_load", http, http_load.report(http, 8 if q else 32))
     cold = cold_start.run(1 if q else 5, args.model)
-    print(cold_start.report(cold, 1 if q else 5))
-    save_json("cold_start", cold)
+    step("cold_start", cold, cold_start.report(cold, 1 if q else 5))
     mem = memory.run(32 if q else 1000, 16, args.model)
-    print(memory.report(mem))
-    save_json("memory", mem)
+    step("memory", mem, memory.report(mem))
     peer = torchserve_peer.run(16 if q else 2000, 2, 8, 16) if args.peer else None
     if peer is not None:
-        print(torchserve_peer.report(peer))
-        save_json("torchserve_peer", peer)
+        step("torchserve_peer", peer, torchserve_peer.report(peer))
 
     prototype = max(v for (_, _, batch), v in lim.items() if batch == 1)
-    rows = [
+    rows = _targets(pipe, best, prototype, peer, gate, dec, http, cold)
+    print(table(f"Targets ({cores} cores, {args.model})", ["measure", "this run", "target"], rows))
+    save_json("run_all", {"model": args.model, "quick": q, "targets": [list(r) for r in rows]})
+
+
+def _targets(
+    pipe: dict[str, Any], best: float, prototype: float, peer: dict[str, Any] | None, gate: dict[str, Any],
+    dec: dict[str, Any], http: dict[str, Any], cold: dict[str, Any],
+) -> list[tuple[str, str, str]]:  # fmt: skip
+    """Each measured ratio beside its target."""
+    not_run = "not run (--peer)"
+    return [
         ("pipeline / best limit layout (mean of before and after)", f"{pipe['img_per_s'] / best:.2f}", ">= 0.85"),
         ("pipeline / prototype design", f"{pipe['img_per_s'] / prototype:.2f}", "> 1"),
         (
             "pipeline / TorchServe (stock, eager)",
-            f"{pipe['img_per_s'] / peer['img_per_s']:.2f}" if peer else "not run (--peer)",
+            f"{pipe['img_per_s'] / peer['img_per_s']:.2f}" if peer else not_run,
             ">= 2.5",
         ),
-        ("TorchServe / best limit layout", f"{peer['img_per_s'] / best:.2f}" if peer else "not run (--peer)", "—"),
+        ("TorchServe / best limit layout", f"{peer['img_per_s'] / best:.2f}" if peer else not_run, "—"),
         ("overhead p50 at low load", f"{pipe['overhead_p50_s'] * 1000:.0f} ms", "< 50 ms"),
         ("default engine, top-1 agreement with eager fp32", _default_agreement(gate), ">= 99%"),
         ("decode + preprocess, draft / full decode", f"{dec['ratio_draft_over_full']:.2f}", "> 1"),
@@ -77,8 +85,6 @@ def main(argv: list[str] | None = None) -> None:
             "< 300 ms",
         ),
     ]
-    print(table(f"Targets ({cores} cores, {args.model})", ["measure", "this run", "target"], rows))
-    save_json("run_all", {"model": args.model, "quick": q, "targets": [list(r) for r in rows]})
 
 
 def _no_save(name: str, result: Any) -> None:

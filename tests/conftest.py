@@ -17,7 +17,7 @@ from functions.common import loops
 from functions.common.settings import reset_settings
 from functions.common.store import open_store
 from runtime.broker import EmbeddedBroker, ensure_topics
-from tests.helpers import apply_env, run_sql, unique
+from tests.helpers import Launch, apply_env, run_sql, unique
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
 
@@ -80,8 +80,9 @@ def mariadb_url() -> Iterator[str]:
     asyncio.run(admin(f"DROP DATABASE {name}"))
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store the system runs on: SQLite (in the fast tier) and the local MariaDB (integration)."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     url: str = request.getfixturevalue("mariadb_url")
@@ -120,24 +121,22 @@ def topics(broker: str) -> dict[str, str]:
     return names
 
 
+NO_KAFKA = "127.0.0.1:9"  # a closed port: code that reaches for Kafka under app_settings fails at once
+
+
 @pytest.fixture
-def configured(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    broker: str,
-    topics: dict[str, str],
-    db_url: str,
-    tiny_weights: Path,
+def app_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, tiny_weights: Path
 ) -> Iterator[dict[str, Any]]:
-    """Settings for one test: real broker, fresh topics, the parametrised database, a blob folder, the tiny model."""
+    """Settings for one test of code that never touches Kafka (query, the store, collect's upserts): the
+    parametrised database with a fresh schema, a blob folder, the tiny model; Kafka names a closed port."""
     env = {
-        "kafka_bootstrap_servers": broker,
+        "kafka_bootstrap_servers": NO_KAFKA,
         "database_url": db_url,
         "blob_url": f"file://{tmp_path / 'blobs'}",
         "infer_model": "resnet18",
         "infer_weights": str(tiny_weights),
         "infer_max_batch": "4",
-        **topics,
     }
     apply_env(monkeypatch, **env)
     asyncio.run(_reset_schema(db_url))
@@ -145,6 +144,16 @@ def configured(
     loops.close_thread_loop()
     loops.reset_all()
     reset_settings()
+
+
+@pytest.fixture
+def configured(
+    app_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch, broker: str, topics: dict[str, str]
+) -> dict[str, Any]:
+    """``app_settings`` with the real broker and fresh topics, for code that publishes or consumes."""
+    env = {**app_settings, "kafka_bootstrap_servers": broker, **topics}
+    apply_env(monkeypatch, **env)
+    return env
 
 
 async def _reset_schema(url: str) -> None:
@@ -162,13 +171,13 @@ async def loop_resources() -> AsyncIterator[None]:
 
 
 @pytest.fixture(scope="session")
-def local_simulation(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> Iterator[str]:
+def local_simulation(
+    tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path, local_stack: Launch
+) -> Iterator[str]:
     """``python -m runtime.local`` on embedded defaults with the tiny model; yields its base URL."""
-    from runtime.launcher import launched
-
     workdir = tmp_path_factory.mktemp("simulation")
     env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "LOG_LEVEL": "INFO"}
-    with launched(workdir, ["--workers", "1"], env) as runtime:
+    with local_stack(workdir, ["--workers", "1"], env) as runtime:
         yield runtime.base_url
 
 
@@ -207,22 +216,64 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build
 
 
-# Tests that need a service or start one: a broker, MariaDB, a running local stack, `sam build`, a browser.
-# `pytest -m "not integration"` is the fast tier (no services, no subprocess stacks).
-SERVICE_FIXTURES = frozenset(
-    {"broker", "mariadb_url", "topics", "configured", "db_url", "local_simulation", "sam_build", "stack"}
-)
-STACK_MODULES = ("tests/reliability/", "tests/client/", "tests/local/", "tests/bench/", "tests/test_e2e.py",
-                 "tests/test_predictions.py", "tests/runtime/test_local.py", "tests/runtime/test_scale_out.py",
-                 "tests/runtime/test_gateway_server.py", "tests/runtime/test_invoke.py",
-                 "tests/runtime/test_artifact.py", "tests/functions/test_artifacts.py", "tests/test_iam.py",
-                 "tests/runtime/test_topics.py")  # fmt: skip
+# The fast tier is `pytest -m "not integration"`: in-process code on SQLite, a temp blob folder, moto in-process
+# and ASGI clients. A test is integration when it asks, itself or through its fixtures, for one of these; the
+# guard below makes a fast-tier test that starts one anyway fail, naming the fixture to ask for.
+SERVICE_FIXTURES = frozenset({"broker", "mariadb_url", "sam_build", "local_stack", "build_tools", "engine_build"})
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Launch:
+    """Starts ``python -m runtime.local`` (or its pieces: HTTP processes, Lambda environments from artifacts,
+    ``runtime.invoke``) as child processes: ``runtime.launcher.launched``."""
+    from runtime.launcher import launched
+
+    return launched
+
+
+@pytest.fixture(scope="session")
+def build_tools() -> Path:
+    """The build tools' venv (`make setup`): the SAM translator, `sam build`, pip resolving for Lambda's platform."""
+    from tests.deploy.build import tools_python
+
+    return tools_python()
+
+
+@pytest.fixture(scope="session")
+def engine_build() -> None:
+    """The test exports a model to an inference engine with torch: the infer function's build step (`prepare`),
+    seconds per model."""
+
+
+class _Refused:
+    def __init__(self, what: str, fixture: str) -> None:
+        self.message = f"this test {what} in the fast tier: ask for the `{fixture}` fixture (tests/conftest.py)"
+
+    def __call__(self, *args: object, **kwargs: object) -> Any:
+        raise AssertionError(self.message)
+
+    def __getattr__(self, name: str) -> Any:  # a module stand-in: every attribute refuses
+        return self
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """A fast-tier test (its fixtures of every scope included) that starts what integration tests start fails."""
+    if item.get_closest_marker("integration"):
+        return (yield)
+    guard = pytest.MonkeyPatch()
+    guard.setattr("runtime.launcher.subprocess", _Refused("starts runtime.local", "local_stack"))
+    guard.setattr("runtime.broker.subprocess", _Refused("starts a broker", "broker"))
+    guard.setattr("tests.deploy.stack._translated", _Refused("runs the SAM translator", "build_tools"))
+    guard.setattr("tests.deploy.build.subprocess", _Refused("runs sam build", "sam_build"))
+    guard.setattr("functions.infer.engines._export", _Refused("exports an engine", "engine_build"))  # loads torch
+    try:
+        return (yield)
+    finally:
+        guard.undo()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(str(config.rootpath))
     for item in items:
-        path = Path(str(item.path)).relative_to(root).as_posix()
-        uses = set(getattr(item, "fixturenames", ()))
-        if uses & SERVICE_FIXTURES or path.startswith(STACK_MODULES):
+        if set(getattr(item, "fixturenames", ())) & SERVICE_FIXTURES:
             item.add_marker(pytest.mark.integration)

@@ -8,7 +8,8 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from PIL import Image
 
 from functions.common import loops
 from functions.common.settings import reset_settings
+from runtime.launcher import Launched
 
 EVENTS = Path(__file__).parent / "events"
+Launch = Callable[..., AbstractContextManager[Launched]]  # runtime.launcher.launched, from the local_stack fixture
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 
 

@@ -18,8 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from torchvision.models import ResNet18_Weights
 
 from functions.common.store import open_store
-from runtime.launcher import launched
-from tests.helpers import child_processes, messages_per_key, photo, unique, wait_all_done
+from tests.helpers import Launch, child_processes, messages_per_key, photo, unique, wait_all_done
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = set(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
@@ -32,7 +31,9 @@ class Stack:
 
 
 @pytest.fixture(params=["embedded-sqlite", "external-mariadb"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path, tiny_weights: Path) -> Iterator[Stack]:
+def runtime_in_each_mode(
+    request: pytest.FixtureRequest, tmp_path: Path, tiny_weights: Path, local_stack: Launch
+) -> Iterator[Stack]:
     env = {
         "INFER_MODEL": "resnet18",
         "INFER_WEIGHTS": str(tiny_weights),
@@ -43,7 +44,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, tiny_weights: Path) ->
         env["DATABASE_URL"] = request.getfixturevalue("mariadb_url").replace("mysql+asyncmy", "mysql")
         env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("broker")
         env.update({"REQUEST_TOPIC": unique("req"), "RESULT_TOPIC": unique("res"), "DLQ_TOPIC": unique("dlq")})
-    with launched(tmp_path, ["--workers", "2"], env) as runtime:
+    with local_stack(tmp_path, ["--workers", "2"], env) as runtime:
         env.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / '.faasinfer' / 'faasinfer.db'}")
         yield Stack(runtime.process, runtime.base_url, env, runtime.log_path)
 
@@ -154,19 +155,19 @@ async def _scenario(stack: Stack) -> None:
         assert row.content_hash == hashlib.sha256(photo(name)).hexdigest()
 
 
-def test_register_upload_infer_collect_query(stack: Stack) -> None:
-    children = set(child_processes(stack.process.pid))
-    asyncio.run(_scenario(stack))
+def test_register_upload_infer_collect_query(runtime_in_each_mode: Stack) -> None:
+    children = set(child_processes(runtime_in_each_mode.process.pid))
+    asyncio.run(_scenario(runtime_in_each_mode))
 
-    stack.process.send_signal(signal.SIGINT)
-    assert stack.process.wait(timeout=60) == 0, stack.log.read_text()
+    runtime_in_each_mode.process.send_signal(signal.SIGINT)
+    assert runtime_in_each_mode.process.wait(timeout=60) == 0, runtime_in_each_mode.log.read_text()
     deadline = time.monotonic() + 10  # multiprocessing's resource tracker exits once its pipe closes
     while (survivors := {pid: _cmdline(pid) for pid in children if _state(pid) == "alive"}) and (
         time.monotonic() < deadline
     ):
         time.sleep(0.2)
     assert not survivors, f"child processes (broker, workers) outlived the runtime: {survivors}"
-    log = stack.log.read_text()
+    log = runtime_in_each_mode.log.read_text()
     assert "InferSelfManagedFunction: 2 worker processes" in log
     assert "Traceback" not in log, log
 
@@ -185,12 +186,12 @@ def _state(pid: int) -> str:
         return "zombie"
 
 
-def test_built_artifacts_classify_photos_end_to_end(tmp_path: Path, sam_build: Path) -> None:
+def test_built_artifacts_classify_photos_end_to_end(tmp_path: Path, sam_build: Path, local_stack: Launch) -> None:
     """``--build-dir``: every function runs from its ``sam build`` artifact through awslambdaric on CPython 3.12 (a
     packaging mistake fails here), infer on the engine its build baked in, no process with torch."""
     # The template's own engine folder (the run's shared cache would override it, as a shell variable does).
     env = {"INFER_MODEL": "efficientnet_lite0", "INFER_ENGINE_CACHE": "/var/task/engines"}
-    with launched(tmp_path, ["--workers", "1", "--build-dir", str(sam_build)], env) as runtime:
+    with local_stack(tmp_path, ["--workers", "1", "--build-dir", str(sam_build)], env) as runtime:
         runtimes = [c for c in child_processes(runtime.process.pid).values() if "awslambdaric" in c]
         # one environment starts with the function (more as requests find it busy, up to --http-instances), and
         # /health has one of its own

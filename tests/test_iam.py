@@ -135,6 +135,7 @@ SCRAM_CLIENTS = {
 }
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize("mode", ["MSK", "SelfManaged"])
 def test_scram_clients_may_decrypt_the_secret_under_its_customer_managed_key(
     mode: str, monkeypatch: pytest.MonkeyPatch
@@ -155,6 +156,7 @@ def test_scram_clients_may_decrypt_the_secret_under_its_customer_managed_key(
     assert all("kms:Decrypt" not in role_actions(without_key, f) for f in SCRAM_CLIENTS["SelfManaged"])
 
 
+@pytest.mark.usefixtures("build_tools")
 def test_infer_may_read_its_engine_from_the_engine_location_and_nothing_else_of_that_bucket(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:

@@ -24,8 +24,7 @@ from PIL import Image, ImageOps
 from torchvision import transforms
 from torchvision.models import ResNet18_Weights
 
-from runtime.launcher import launched
-from tests.helpers import photo, unique, wait_all_done
+from tests.helpers import Launch, photo, unique, wait_all_done
 
 IMAGENET = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
 TOPK = 5
@@ -112,9 +111,9 @@ def _assert_same_as_direct_forward(item: dict[str, Any], probabilities: torch.Te
 
 
 @pytest.fixture
-def lite0_stack(tmp_path: Path) -> Iterator[str]:
+def lite0_stack(tmp_path: Path, local_stack: Launch) -> Iterator[str]:
     """The local simulation on embedded defaults (SQLite, embedded broker) with the packaged model."""
-    with launched(tmp_path, ["--workers", "2"], {"INFER_MODEL": "efficientnet_lite0", "INFER_MAX_BATCH": "4"}) as rt:
+    with local_stack(tmp_path, ["--workers", "2"], {"INFER_MODEL": "efficientnet_lite0", "INFER_MAX_BATCH": "4"}) as rt:
         yield rt.base_url
 
 
@@ -129,7 +128,11 @@ def test_demo_photos_get_their_true_class_and_the_direct_forward_scores(lite0_st
 
 
 def test_resnet_scores_stored_in_mariadb_equal_a_direct_forward(
-    tmp_path: Path, tiny_weights: Path, broker: str, mariadb_url: str
+    tmp_path: Path,
+    tiny_weights: Path,
+    broker: str,
+    mariadb_url: str,
+    local_stack: Launch,
 ) -> None:
     env = {
         "INFER_MODEL": "resnet18",
@@ -149,7 +152,7 @@ def test_resnet_scores_stored_in_mariadb_equal_a_direct_forward(
         "--param",
         f"CollectConsumerGroup={unique('collect')}",
     ]
-    with launched(tmp_path, ["--workers", "2", *groups], env) as runtime:  # own groups on the shared broker
+    with local_stack(tmp_path, ["--workers", "2", *groups], env) as runtime:  # own groups on the shared broker
         items = asyncio.run(_classify_through_the_stack(runtime.base_url, uploads))
     reference = _resnet18(tiny_weights)
     for item, (_, data) in zip(items, uploads, strict=True):

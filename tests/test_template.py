@@ -50,6 +50,7 @@ def test_sections_keep_their_order() -> None:
     assert sections == ["Parameters", "Rules", "Conditions", "Globals", "Resources", "Outputs"]
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize(
     ("parameters", "source_type"),
     [
@@ -116,6 +117,7 @@ def test_infer_is_a_zip_whose_build_receives_the_model_parameters() -> None:
         assert resource["Properties"]["Handler"] == "functions.infer.app.handler"
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize("mode", ["MSK", "SelfManaged"])
 @pytest.mark.parametrize("network", [{}, VPC])
 def test_the_torch_image_exists_only_for_the_torch_backend(mode: str, network: dict[str, str]) -> None:
@@ -148,6 +150,7 @@ def test_sam_build_builds_the_torch_image_only_for_the_torch_backend() -> None:
 KAFKA_FUNCTIONS = ("UploadFunction", "InferMskFunction", "CollectMskFunction", "SweeperFunction")
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize(
     ("auth", "policy"), [("MSK_IAM", "MskIamClientPolicy"), ("SASL_SCRAM_512", "KafkaSecretPolicy")]
 )
@@ -160,6 +163,7 @@ def test_every_kafka_client_role_gets_what_its_auth_mode_needs(auth: str, policy
     assert "<KafkaSecretPolicy>" not in resources["QueryFunctionRole"]["Properties"]["ManagedPolicyArns"]
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize("mode", ["MSK", "SelfManaged"])
 def test_functions_join_the_vpc_when_subnets_are_given(mode: str) -> None:
     for network, expected in (({}, None), (VPC, {"SubnetIds": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"]})):
@@ -172,6 +176,7 @@ def test_functions_join_the_vpc_when_subnets_are_given(mode: str) -> None:
                 assert vpc == {**expected, "SecurityGroupIds": ["sg-0c1d2e3f"]}, name
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize("mode", ["MSK", "SelfManaged"])
 def test_event_sources_retry_then_write_failed_records_to_the_dlq_topic(mode: str) -> None:
     mappings = Stack.deployed({**DEPLOY, "KafkaMode": mode}).of_type("AWS::Lambda::EventSourceMapping").values()
@@ -182,6 +187,7 @@ def test_event_sources_retry_then_write_failed_records_to_the_dlq_topic(mode: st
         assert mapping["BisectBatchOnFunctionError"] is True and "ProvisionedPollerConfig" in mapping
 
 
+@pytest.mark.usefixtures("build_tools")
 def test_kafka_pollers_match_the_partitions_and_say_what_they_cost() -> None:
     """A partition is read by one poller at a time, so MaximumPollers above the partition count idle and below it
     leave partitions waiting; MinimumPollers run (and bill) around the clock in provisioned mode
@@ -198,6 +204,7 @@ def test_kafka_pollers_match_the_partitions_and_say_what_they_cost() -> None:
         assert mapping["Properties"]["ProvisionedPollerConfig"] == {"MinimumPollers": "2", "MaximumPollers": "12"}
 
 
+@pytest.mark.usefixtures("build_tools")
 def test_database_connections_are_bounded_per_environment() -> None:
     """Every execution environment opens its own pool and a frozen one keeps it: connections = environments x
     pool. A pool of 1-2 on Lambda, upload's and query's environments reservable, an optional RDS Proxy
@@ -229,6 +236,7 @@ def test_deploy_time_rules_name_the_missing_parameter() -> None:
     assert "Default" not in raw_template()["Parameters"]["KafkaBootstrapServers"]
 
 
+@pytest.mark.usefixtures("build_tools")
 def test_the_cold_path_options_are_off_by_default_and_each_reaches_what_it_configures() -> None:
     """SnapStart (zip functions, python3.12) and provisioned concurrency (upload, infer): both need published
     versions, so every zip function is invoked through its "live" alias; Lambda combines neither with the other

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.usefixtures("local_stack")  # the benches start stacks
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

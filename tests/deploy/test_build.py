@@ -20,7 +20,7 @@ import pytest
 from tests.deploy.build import checkout, sam_build
 from tests.deploy.stack import raw_template
 
-pytestmark = pytest.mark.integration  # runs stock `sam build`
+pytestmark = pytest.mark.usefixtures("build_tools")  # runs stock `sam build`
 
 INFER = ("InferMskFunction", "InferSelfManagedFunction", "InferSelfManagedVpcFunction")
 NON_DEFAULT = {

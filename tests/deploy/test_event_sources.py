@@ -51,6 +51,7 @@ def _mappings(stack: Stack) -> dict[str, dict[str, Any]]:
     return {invoked(m["Properties"]["FunctionName"]): m["Properties"] for m in mappings}
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize(("mode", "auth", "network"), CASES)
 def test_event_sources_reach_the_cluster_as_lambda_needs(mode: str, auth: str, network: str) -> None:
     stack = Stack.deployed(_parameters(mode, auth, network))
@@ -70,6 +71,7 @@ def test_event_sources_reach_the_cluster_as_lambda_needs(mode: str, auth: str, n
             assert servers == DEPLOY["KafkaBootstrapServers"].split(",")
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize(("mode", "auth", "network"), CASES)
 def test_event_source_roles_may_do_what_their_access_needs(mode: str, auth: str, network: str) -> None:
     stack = Stack.deployed(_parameters(mode, auth, network))
@@ -89,6 +91,7 @@ def test_event_source_roles_may_do_what_their_access_needs(mode: str, auth: str,
             assert ("ec2:CreateNetworkInterface" in granted) == (network == "vpc"), function
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize(("mode", "auth", "network"), CASES)
 def test_the_translation_for_each_mode_lints_clean(mode: str, auth: str, network: str) -> None:
     parameters = _parameters(mode, auth, network)
@@ -99,6 +102,7 @@ def test_the_translation_for_each_mode_lints_clean(mode: str, auth: str, network
     assert matches == [], "\n".join(str(m) for m in matches)
 
 
+@pytest.mark.usefixtures("build_tools")
 @pytest.mark.parametrize(
     ("parameters", "named"),
     [

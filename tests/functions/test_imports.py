@@ -67,6 +67,7 @@ print(json.dumps({"labels": labels, "engine": classifier.engine, "torch": "torch
 """
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_infer_classifies_from_its_engine_file_where_torch_cannot_be_imported(tmp_path: Path) -> None:
     load_classifier(ModelSpec("efficientnet_lite0", engine=EngineSpec(cache_dir=tmp_path)))  # the build step
     env = {"INFER_MODEL": "efficientnet_lite0", "INFER_ENGINE_CACHE": str(tmp_path), "TMPDIR": str(tmp_path)}

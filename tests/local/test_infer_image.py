@@ -16,6 +16,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 from runtime.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +63,7 @@ def _dry_run(tmp_path: Path, python: str, *args: str) -> list[dict[str, str]]:
     return [item["metadata"] for item in json.loads(report.read_text())["install"]]
 
 
+@pytest.mark.usefixtures("build_tools")  # pip resolves for Lambda's platform from the package index
 def test_every_requirement_resolves_for_the_image_platform_and_python(tmp_path: Path) -> None:
     """The image installs infer's lock and then requirements/torch.txt (torch from PyTorch's CPU index)."""
     python = _lambda_python()
@@ -82,6 +85,7 @@ def _prepare(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_the_build_step_loads_the_model_and_bakes_its_engine_once(tmp_path: Path) -> None:
     step = re.search(r"^RUN cd \$\{LAMBDA_TASK_ROOT\} && (.*?)$", DOCKERFILE, re.M)
     assert step is not None and step.group(1).endswith("\\")  # continued: the variables, then the command
@@ -103,6 +107,7 @@ def test_the_build_step_loads_the_model_and_bakes_its_engine_once(tmp_path: Path
     assert eager.returncode == 0 and eager.stdout == "efficientnet_lite0:packaged\n", eager.stderr[-2000:]
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_the_build_step_fails_rather_than_ship_a_fallback_engine(tmp_path: Path) -> None:
     import torch
 

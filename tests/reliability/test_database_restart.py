@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.launcher import launched
-from tests.helpers import upload_with_retry, wait_all_done
+from tests.helpers import Launch, upload_with_retry, wait_all_done
 
 MARIADBD = "/usr/sbin/mariadbd"
 
@@ -40,7 +39,7 @@ def _stop_db() -> None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, tiny_weights: Path, mariadb_url: str) -> Iterator[str]:
+def runtime_on_mariadb(tmp_path: Path, tiny_weights: Path, mariadb_url: str, local_stack: Launch) -> Iterator[str]:
     if shutil.which("start-stop-daemon") is None or not Path(MARIADBD).exists():
         pytest.skip("needs the local MariaDB server binary and start-stop-daemon to restart it")
     env = {
@@ -51,16 +50,18 @@ def stack(tmp_path: Path, tiny_weights: Path, mariadb_url: str) -> Iterator[str]
         "PUBLISH_TIMEOUT_S": "5",
     }
     try:
-        with launched(tmp_path, ["--workers", "1", "--schedule-interval", "2", "--max-retries", "2"], env) as runtime:
+        with local_stack(
+            tmp_path, ["--workers", "1", "--schedule-interval", "2", "--max-retries", "2"], env
+        ) as runtime:
             yield runtime.base_url
     finally:
         if not _db_up():
             _start_db()
 
 
-def test_uploads_and_results_survive_a_database_restart(stack: str) -> None:
+def test_uploads_and_results_survive_a_database_restart(runtime_on_mariadb: str) -> None:
     async def scenario() -> tuple[dict[int, int], list[dict[str, Any]]]:
-        async with httpx.AsyncClient(base_url=stack, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=runtime_on_mariadb, timeout=60) as client:
             session = (await client.post("/register")).json()["uuid"]
             counts: dict[int, int] = {}
             await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(10)))

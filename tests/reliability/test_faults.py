@@ -1,4 +1,4 @@
-"""Faults on the real local stack: nothing accepted is lost, nothing is stored twice. Bounded in time."""
+"""Faults on the real local runtime_with_sweeper: nothing accepted is lost, nothing is stored twice. Bounded in time."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.launcher import launched
 from runtime.template import load_template
-from tests.helpers import child_processes, messages_per_key, upload_with_retry, wait_all_done
+from tests.helpers import Launch, child_processes, messages_per_key, upload_with_retry, wait_all_done
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,9 +35,9 @@ def _runtime_pid(workdir: Path) -> int:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, tiny_weights: Path) -> Iterator[tuple[str, Path]]:
+def runtime_with_sweeper(tmp_path: Path, tiny_weights: Path, local_stack: Launch) -> Iterator[tuple[str, Path]]:
     env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "SWEEP_AFTER_S": "4", "LOG_LEVEL": "INFO"}
-    with launched(tmp_path, ["--workers", "2", "--schedule-interval", "2"], env) as runtime:
+    with local_stack(tmp_path, ["--workers", "2", "--schedule-interval", "2"], env) as runtime:
         yield runtime.base_url, tmp_path
 
 
@@ -64,8 +63,8 @@ def _broker_address(workdir: Path) -> str:
     raise AssertionError("embedded broker address not logged")
 
 
-def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
-    base, workdir = stack
+def test_sigkilled_infer_worker_loses_nothing(runtime_with_sweeper: tuple[str, Path]) -> None:
+    base, workdir = runtime_with_sweeper
     runtime = _runtime_pid(workdir)
     workers = [pid for pid, cmd in child_processes(runtime).items() if "spawn_main" in cmd]
     assert len(workers) == 2
@@ -97,8 +96,8 @@ def test_sigkilled_infer_worker_loses_nothing(stack: tuple[str, Path]) -> None:
     print(f"repeated inferences: {sum(inferred.values()) - 40}, beyond a publish: {len(beyond)}, swept: {len(swept)}")
 
 
-def test_broker_crash_and_restart_loses_no_accepted_upload(stack: tuple[str, Path]) -> None:
-    base, workdir = stack
+def test_broker_crash_and_restart_loses_no_accepted_upload(runtime_with_sweeper: tuple[str, Path]) -> None:
+    base, workdir = runtime_with_sweeper
     runtime = _runtime_pid(workdir)
     [broker] = [pid for pid, cmd in child_processes(runtime).items() if "tansu" in cmd]
 
@@ -122,8 +121,8 @@ def _workers(runtime: int) -> set[int]:
     return {pid for pid, cmd in child_processes(runtime).items() if "spawn_main" in cmd}
 
 
-def test_every_killed_worker_is_logged_replaced_and_counted(stack: tuple[str, Path]) -> None:
-    base, workdir = stack
+def test_every_killed_worker_is_logged_replaced_and_counted(runtime_with_sweeper: tuple[str, Path]) -> None:
+    base, workdir = runtime_with_sweeper
     runtime = _runtime_pid(workdir)
     before = _workers(runtime)
     assert len(before) == 2

@@ -15,6 +15,8 @@ from runtime.artifact import ArtifactFunction, FunctionError
 from runtime.invoker import FunctionTimedOut
 from runtime.template import FunctionSpec
 
+pytestmark = pytest.mark.usefixtures("local_stack")  # Lambda environments from artifacts, as processes
+
 HANDLER = """
 import os, sys, time
 STARTED = time.time()

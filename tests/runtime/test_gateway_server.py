@@ -17,10 +17,9 @@ import httpx
 from runtime.gateway import ApiGateway
 from runtime.gateway_server import API_GATEWAY_HEAD_BYTES, server_for
 from runtime.invoker import LocalFunction
-from runtime.launcher import launched
 from runtime.sockets import Server, listening_socket
 from runtime.template import FunctionSpec, HttpRoute
-from tests.helpers import child_processes, image_bytes
+from tests.helpers import Launch, child_processes, image_bytes
 
 LISTEN, ESTABLISHED = "0A", "01"
 
@@ -64,9 +63,9 @@ async def _upload_many(
         return statuses, look()
 
 
-def test_two_http_processes_share_the_port_and_both_serve(tmp_path: Path) -> None:
+def test_two_http_processes_share_the_port_and_both_serve(tmp_path: Path, local_stack: Launch) -> None:
     args = ["--functions", "UploadFunction,QueryFunction", "--http-processes", "2"]
-    with launched(tmp_path, args, {"LOG_LEVEL": "WARNING"}) as runtime:
+    with local_stack(tmp_path, args, {"LOG_LEVEL": "WARNING"}) as runtime:
         port = int(runtime.base_url.rsplit(":", 1)[1])
         extra = [pid for pid, cmd in child_processes(runtime.process.pid).items() if "spawn_main" in cmd]
         assert len(extra) == 1  # the runtime's own process serves too

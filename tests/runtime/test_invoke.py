@@ -13,6 +13,8 @@ import pytest
 
 from functions.common.store import RequestRow, open_store
 
+pytestmark = pytest.mark.usefixtures("local_stack")  # runs python -m runtime.invoke
+
 ROOT = Path(__file__).resolve().parents[2]
 SESSION = "3f1c9b2e-7a4d-4c1e-9f0a-2b6d8e5c1a47"
 

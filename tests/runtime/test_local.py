@@ -20,9 +20,11 @@ import httpx
 import pytest
 
 from runtime.broker import free_port
-from runtime.launcher import EXTERNAL, ROOT, launched, wait_until_ok
+from runtime.launcher import EXTERNAL, ROOT, wait_until_ok
 from runtime.local import CannotStart, prepare_database
-from tests.helpers import photo, wait_all_done
+from tests.helpers import Launch, photo, wait_all_done
+
+pytestmark = pytest.mark.usefixtures("local_stack")  # every test starts runtime.local
 
 
 def _environment(env: dict[str, str]) -> dict[str, str]:
@@ -72,9 +74,11 @@ def test_a_model_that_cannot_load_stops_the_runtime_before_it_serves(
     assert "Traceback" not in output
 
 
-def test_json_logs_carry_function_request_id_and_counts_and_stay_quiet(tmp_path: Path, tiny_weights: Path) -> None:
+def test_json_logs_carry_function_request_id_and_counts_and_stay_quiet(
+    tmp_path: Path, tiny_weights: Path, local_stack: Launch
+) -> None:
     env = {"INFER_MODEL": "resnet18", "INFER_WEIGHTS": str(tiny_weights), "LOG_FORMAT": "json"}
-    with launched(tmp_path, ["--workers", "1"], env) as runtime:
+    with local_stack(tmp_path, ["--workers", "1"], env) as runtime:
         asyncio.run(_one_image(runtime.base_url))
     lines = [line for line in runtime.log_path.read_text().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line is JSON

@@ -16,7 +16,10 @@ THIRD_PARTY = ("onnx_ir.passes.common.initializer_deduplication", "onnxscript.op
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
-    handlers, levels = list(root.handlers), {name: logging.getLogger(name).level for name in ("", *NOISY)}
+    names = ("", *NOISY, *THIRD_PARTY)
+    handlers, levels = list(root.handlers), {name: logging.getLogger(name).level for name in names}
+    for name in THIRD_PARTY:  # as a fresh process has them (an in-process uvicorn of another test sets its own)
+        logging.getLogger(name).setLevel(logging.NOTSET)
     yield
     root.handlers[:] = handlers
     for name, level in levels.items():

@@ -16,8 +16,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runtime.broker import free_port
-from runtime.launcher import launched
-from tests.helpers import photo, unique, wait_all_done
+from tests.helpers import Launch, photo, unique, wait_all_done
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = 16
@@ -67,7 +66,11 @@ def _infer_only_runtime(workdir: Path, env: dict[str, str], extra: list[str]) ->
 
 
 async def test_two_runtimes_split_the_partitions_and_classify_each_image_once(
-    broker: str, mariadb_url: str, tmp_path: Path, tiny_weights: Path
+    broker: str,
+    mariadb_url: str,
+    tmp_path: Path,
+    tiny_weights: Path,
+    local_stack: Launch,
 ) -> None:
     env = {
         "INFER_MODEL": "resnet18",
@@ -88,7 +91,7 @@ async def test_two_runtimes_split_the_partitions_and_classify_each_image_once(
         _wait_for(other_log, "serving on", other)
         main_host = tmp_path / "main-host"
         main_host.mkdir()
-        with launched(main_host, ["--workers", "1", "--partitions", "4", *groups], env) as runtime:
+        with local_stack(main_host, ["--workers", "1", "--partitions", "4", *groups], env) as runtime:
             await _group_settles_with(broker, group, members=2)
             async with httpx.AsyncClient(base_url=runtime.base_url, timeout=30) as client:
                 session = (await client.post("/register")).json()["uuid"]

@@ -32,6 +32,7 @@ def s3(mocked_aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any
     return client
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_an_engine_uploaded_once_is_fetched_at_init_where_its_source_files_are_absent(
     s3: Any, tiny_weights: Path, tmp_path: Path
 ) -> None:
@@ -64,6 +65,7 @@ def test_a_missing_engine_names_where_it_was_looked_for_and_how_to_put_it_there(
     )
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_a_damaged_engine_in_s3_is_refused_at_load_naming_its_copy(s3: Any, tiny_weights: Path, tmp_path: Path) -> None:
     made = ModelSpec("resnet18", str(tiny_weights), engine=EngineSpec(cache_dir=tmp_path / "build-cache"))
     load_classifier(made)

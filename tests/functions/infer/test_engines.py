@@ -64,6 +64,7 @@ def test_an_unknown_backend_stops_the_function_at_start(monkeypatch: pytest.Monk
         reset_settings()
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_onnxruntime_fp32_answers_as_eager_torch_and_is_exported_once(tiny_weights: Path, tmp_path: Path) -> None:
     eager = load_classifier(ModelSpec("resnet18", str(tiny_weights)))
     spec = ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", tmp_path))
@@ -86,6 +87,7 @@ def test_onnxruntime_fp32_answers_as_eager_torch_and_is_exported_once(tiny_weigh
         assert len(ort.predict(np.repeat(batch[:1], size, axis=0), [1] * size)) == size
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_other_weights_of_the_same_model_get_their_own_engine(tiny_weights: Path, tmp_path: Path) -> None:
     torch.manual_seed(99)
     other = tmp_path / "weights" / tiny_weights.name  # same file name, other numbers
@@ -99,6 +101,7 @@ def test_other_weights_of_the_same_model_get_their_own_engine(tiny_weights: Path
     assert len(list(cache.iterdir())) == 2
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_int8_and_bf16_keep_the_clear_answers_of_the_packaged_model(tmp_path: Path) -> None:
     """The accuracy gate (bench/accuracy.py) measures agreement; here: the engines run and are not broken."""
     answers = {}
@@ -128,6 +131,7 @@ def test_a_model_that_cannot_be_exported_is_refused_naming_the_torch_backend(tmp
     assert eager.engine == "torch/fp32" and len(eager.predict(_batch(eager), [2] * 5)) == 5
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_int8_without_calibration_photos_falls_back_to_fp32(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     empty = tmp_path / "no-photos"
     empty.mkdir()
@@ -139,6 +143,7 @@ def test_int8_without_calibration_photos_falls_back_to_fp32(tmp_path: Path, capl
     assert "the calibration folder holds no photos" in caplog.text
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_a_cache_folder_that_cannot_be_written_builds_in_the_temp_folder(
     tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,6 +172,7 @@ def test_the_default_engine_is_the_fastest_that_passed_the_accuracy_gate() -> No
     assert gate["models"][0]["eval_images"] >= 400
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_an_onnxruntime_engine_gets_plain_float32_batches_and_the_threads(tiny_weights: Path, tmp_path: Path) -> None:
     engine = replace(_engine("onnxruntime", "fp32", tmp_path), threads=2)
     classifier = load_classifier(ModelSpec("resnet18", str(tiny_weights), threads=2, engine=engine))
@@ -179,6 +185,7 @@ def test_an_onnxruntime_engine_gets_plain_float32_batches_and_the_threads(tiny_w
     assert seen[0].dtype == np.float32 and seen[0].flags.c_contiguous and seen[0].shape == (5, 3, 224, 224)
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_a_damaged_engine_is_refused_naming_its_file(tiny_weights: Path, tmp_path: Path) -> None:
     spec = ModelSpec("resnet18", str(tiny_weights), engine=_engine("onnxruntime", "fp32", tmp_path))
     load_classifier(spec)
@@ -188,6 +195,7 @@ def test_a_damaged_engine_is_refused_naming_its_file(tiny_weights: Path, tmp_pat
         load_classifier(spec)
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_an_engine_made_from_a_weights_file_that_changed_is_made_again(tiny_weights: Path, tmp_path: Path) -> None:
     weights = tmp_path / "w.pth"
     weights.write_bytes(tiny_weights.read_bytes())
@@ -212,6 +220,7 @@ print(classifier.engine)
 """
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_workers_starting_together_build_one_engine_and_all_load_it(tiny_weights: Path, tmp_path: Path) -> None:
     """Workers of one function start at once on an empty cache: each may export, none may remove what another loads."""
     import subprocess

@@ -52,6 +52,7 @@ def engines(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     return out
 
 
+@pytest.mark.usefixtures("engine_build")
 @pytest.mark.parametrize(("name", "data"), PHOTOS, ids=[n for n, _ in PHOTOS])
 @pytest.mark.parametrize(
     ("model", "reference"), [("lite0", LITE_TRANSFORMS), ("resnet18", ResNet18_Weights.IMAGENET1K_V1.transforms())]
@@ -66,6 +67,7 @@ def test_the_onnx_path_answers_as_eager_torch(
     assert our_scores == pytest.approx(scores, abs=1e-4)
 
 
+@pytest.mark.usefixtures("engine_build")
 def test_the_packaged_model_is_confident_on_the_clear_photos(engines: dict[str, tuple[Classifier, ...]]) -> None:
     """Parity with a broken network would prove nothing: Lite0's answers are real ones."""
     _, onnx = engines["lite0"]

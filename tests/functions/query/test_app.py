@@ -37,8 +37,8 @@ async def _seed(url: str) -> None:
 
 
 @pytest.fixture
-async def client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
-    await _seed(configured["database_url"])
+async def client(app_settings: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
+    await _seed(app_settings["database_url"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=query.app), base_url="http://test") as c:
         yield c
 
@@ -62,9 +62,9 @@ async def test_range_query_lists_finished_seqs_as_items_and_queued_ones_as_pendi
     assert response.json() == {"items": EXPECTED, "pending": [2, 3], "nextSeq": None}
 
 
-async def test_a_page_that_would_not_fit_a_lambda_response_stops_at_next_seq(configured: dict[str, Any]) -> None:
-    store = open_store(configured["database_url"])
-    await _seed(configured["database_url"])
+async def test_a_page_that_would_not_fit_a_lambda_response_stops_at_next_seq(app_settings: dict[str, Any]) -> None:
+    store = open_store(app_settings["database_url"])
+    await _seed(app_settings["database_url"])
     try:
         whole = await results(store, SESSION, 0, 9, 1000)
         first = await results(store, SESSION, 0, 9, 1000, budget=len(whole.items[0].model_dump_json()) + 5)
@@ -76,9 +76,9 @@ async def test_a_page_that_would_not_fit_a_lambda_response_stops_at_next_seq(con
     assert ([i.seq for i in rest.items], rest.pending, rest.nextSeq) == ([1], [2, 3], None)
 
 
-async def test_a_range_wider_than_max_range_is_served_in_pages(configured: dict[str, Any]) -> None:
-    store = open_store(configured["database_url"])
-    await _seed(configured["database_url"])
+async def test_a_range_wider_than_max_range_is_served_in_pages(app_settings: dict[str, Any]) -> None:
+    store = open_store(app_settings["database_url"])
+    await _seed(app_settings["database_url"])
     try:
         first = await results(store, SESSION, 0, 2**31 - 1, 3)
         rest = await results(store, SESSION, first.nextSeq or 0, 2**31 - 1, 3)
@@ -169,9 +169,9 @@ async def test_metrics_count_requests_and_stored_statuses(client: httpx.AsyncCli
 
 @pytest.mark.parametrize("event_name", ["apigw_v2_query_result", "apigw_v1_query_result"])
 def test_mangum_handler_answers_gateway_events_like_asgi(
-    configured: dict[str, Any], lambda_loop: Any, event_name: str
+    app_settings: dict[str, Any], lambda_loop: Any, event_name: str
 ) -> None:
-    lambda_loop.run_until_complete(_seed(configured["database_url"]))
+    lambda_loop.run_until_complete(_seed(app_settings["database_url"]))
     response = query.handler(load_event(event_name), _Context())
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"items": EXPECTED, "pending": [2, 3], "nextSeq": None}
@@ -193,10 +193,10 @@ class _Context:
         return 30_000
 
 
-def test_seed_like_range_is_inclusive_and_ordered(configured: dict[str, Any]) -> None:
+def test_seed_like_range_is_inclusive_and_ordered(app_settings: dict[str, Any]) -> None:
     async def run() -> list[int]:
-        await _seed(configured["database_url"])
-        store = open_store(configured["database_url"])
+        await _seed(app_settings["database_url"])
+        store = open_store(app_settings["database_url"])
         rows = await store.get_range(SESSION, 1, 2)
         await store.close()
         return [r.seq for r in rows]

@@ -12,6 +12,14 @@ from functions.upload.app import app
 
 
 @pytest.fixture
-async def client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app_settings: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
+    """For what upload answers without publishing (refusals, replays): Kafka is a closed port."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+async def publishing_client(configured: dict[str, Any], loop_resources: None) -> AsyncIterator[httpx.AsyncClient]:
+    """For uploads that are accepted: published to the real broker."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c

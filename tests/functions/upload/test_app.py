@@ -80,10 +80,10 @@ async def test_every_supported_format_is_accepted_with_its_content_type(
 
 
 @pytest.mark.parametrize(("seq", "topk"), [("0", "1"), (str(2**31 - 1), "1000")])
-async def test_the_bounds_themselves_are_accepted(client: httpx.AsyncClient, seq: str, topk: str) -> None:
-    session = await _session(client)
+async def test_the_bounds_themselves_are_accepted(publishing_client: httpx.AsyncClient, seq: str, topk: str) -> None:
+    session = await _session(publishing_client)
     form = {"uuid": session, "seq": seq, "topk": topk}
-    response = await client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
+    response = await publishing_client.post("/image", data=form, files={"payload": ("a.jpg", photo())})
     assert response.status_code == 202 and response.json()["seq"] == int(seq)
 
 
@@ -139,10 +139,12 @@ async def test_identical_resubmission_is_idempotent_and_different_bytes_conflict
         await store.close()
 
 
-async def test_batch_upload_assigns_consecutive_seqs(client: httpx.AsyncClient) -> None:
-    session = await _session(client)
+async def test_batch_upload_assigns_consecutive_seqs(publishing_client: httpx.AsyncClient) -> None:
+    session = await _session(publishing_client)
     files = [("payload", (name, photo(name))) for name in ("chelsea.jpg", "coffee.jpg", "camera.png")]
-    response = await client.post("/images", data={"uuid": session, "seqStart": "10", "topk": "2"}, files=files)
+    response = await publishing_client.post(
+        "/images", data={"uuid": session, "seqStart": "10", "topk": "2"}, files=files
+    )
     assert response.status_code == 202
     assert [i["seq"] for i in response.json()["items"]] == [10, 11, 12]
 
@@ -277,12 +279,14 @@ async def test_wrong_method_and_path(client: httpx.AsyncClient) -> None:
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
 
 
-async def test_api_key_guards_everything_but_health(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_api_key_guards_everything_but_health(
+    publishing_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("API_KEY", "s3cret")
     reset_settings()
-    denied = await client.post("/register")
-    allowed = await client.post("/register", headers={"x-api-key": "s3cret"})
-    health = await client.get("/health")
+    denied = await publishing_client.post("/register")
+    allowed = await publishing_client.post("/register", headers={"x-api-key": "s3cret"})
+    health = await publishing_client.get("/health")
     assert denied.status_code == 401 and "x-api-key" in denied.json()["error"]
     assert allowed.status_code == 200 and health.status_code == 200
 
