@@ -61,7 +61,7 @@ run: $(VENV)/.runtime
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy functions runtime client bench
+	$(BIN)/mypy functions runtime tools client bench
 
 # The fast tier first (in-process, on every core: under a minute), then the tests that start services, stacks
 # or build steps, each named as it starts (some take minutes: the bench smoke runs, `sam build`).

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, save_json, table
-from runtime.artifact import lambda_python
-from runtime.broker import EmbeddedBroker, ensure_topics
+from runtime.kafka.broker import EmbeddedBroker, ensure_topics
+from runtime.lambdafn.artifact import lambda_python
 
 _PROBE = r"""
 import base64, json, statistics, sys, time

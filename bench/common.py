@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from runtime.launcher import launched
+from tools.launcher import launched
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "demo" / "photos"

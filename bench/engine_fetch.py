@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, save_json, table
-from runtime.broker import free_port
+from runtime.kafka.broker import free_port
 
 URL = "s3://faasinfer-bench/engines"
 _START = r"""

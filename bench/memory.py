@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import photos, save_json, table
-from runtime.broker import EmbeddedBroker, ensure_topics
+from runtime.kafka.broker import EmbeddedBroker, ensure_topics
 from runtime.template import load_template
 
 

@@ -23,8 +23,8 @@ import httpx
 
 from bench import client
 from bench.common import photos, save_json, table
-from runtime.broker import free_port
-from runtime.launcher import wait_until_ok
+from runtime.kafka.broker import free_port
+from tools.launcher import wait_until_ok
 
 MODEL_FILE = """
 from torchvision.models.resnet import BasicBlock, ResNet

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .app import loops
-from .environment import ROOT, declared_names, function_environment, local_parameters
-from .logs import configure_logging
-from .placement import make_function
-from .template import load_template
+from runtime.app import loops
+from runtime.lambdafn.environment import ROOT, declared_names, function_environment, local_parameters
+from runtime.lambdafn.placement import make_function
+from runtime.logs import configure_logging
+from runtime.template import load_template
 
 
 def main(argv: Sequence[str] | None = None) -> int:

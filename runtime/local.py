@@ -20,18 +20,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import supervisor
-from .app import DEFAULT_HOME, dependency_errors, kafka_auth, loops, open_store, settings_from
-from .broker import EmbeddedBroker, ensure_topics
-from .environment import ROOT, at_task_root, declared_names, function_environment, local_home, local_parameters
-from .kafka_esm import RetryPolicy
-from .local_s3 import LocalS3
-from .logs import LogSettings, configure_logging
-from .placement import artifact_of
-from .services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
-from .shared_metrics import restart_with_shared_metrics
-from .sockets import listening_socket, nearby_free_port
-from .template import load_template
+from runtime import supervisor
+from runtime.app import DEFAULT_HOME, dependency_errors, kafka_auth, loops, open_store, settings_from
+from runtime.esm.kafka import RetryPolicy
+from runtime.kafka.broker import EmbeddedBroker, ensure_topics
+from runtime.lambdafn.environment import (
+    ROOT,
+    at_task_root,
+    declared_names,
+    function_environment,
+    local_home,
+    local_parameters,
+)
+from runtime.lambdafn.placement import artifact_of
+from runtime.logs import LogSettings, configure_logging
+from runtime.s3.local import LocalS3
+from runtime.services import Placement, broker_watch, http_service, in_process_functions, worker_count, worker_processes
+from runtime.shared_metrics import restart_with_shared_metrics
+from runtime.sockets import listening_socket, nearby_free_port
+from runtime.template import load_template
 
 log = logging.getLogger("runtime.local")
 
@@ -255,7 +262,7 @@ async def compose(options: Options, shell: Mapping[str, str], stop: Stop) -> int
         await stack.enter_async_context(http_service(http, sock, processes, instances, build_dir))
         url = f"http://{options.host}:{sock.getsockname()[1]}"
         if options.demo:
-            from .demo import run_demo_unless
+            from runtime.demo import run_demo_unless
 
             log.info("classifying the demo photos on %s", url)
             code = await run_demo_unless(stop.requested, url)

@@ -31,8 +31,8 @@ class LogSettings(BaseSettings):
 
     @classmethod
     def of(cls, environment: Mapping[str, str]) -> LogSettings:
-        """As a function's own environment says (``runtime.environment``; it holds the runtime's local knobs such as
-        ``LOG_LEVEL``, so it wins over this process's environment)."""
+        """As a function's own environment says (``runtime.lambdafn.environment``; it holds the runtime's local
+        knobs such as ``LOG_LEVEL``, so it wins over this process's environment)."""
         return cls.model_validate(
             {name: environment[name.upper()] for name in cls.model_fields if name.upper() in environment}
         )

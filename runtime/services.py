@@ -20,16 +20,16 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from . import supervisor
-from .app import Settings
-from .broker import EmbeddedBroker, keep_alive
-from .gateway_server import Environments, http_functions, http_process_main, server_for
-from .kafka_esm import RetryPolicy
-from .placement import make_function
-from .schedule import Schedule
-from .supervisor import Child
-from .template import FunctionSpec
-from .worker import mappings_for, supervise, worker_main
+from runtime import supervisor
+from runtime.apigw.server import Environments, http_functions, http_process_main, server_for
+from runtime.app import Settings
+from runtime.esm.kafka import RetryPolicy
+from runtime.esm.worker import mappings_for, supervise, worker_main
+from runtime.eventbridge.schedule import Schedule
+from runtime.kafka.broker import EmbeddedBroker, keep_alive
+from runtime.lambdafn.placement import make_function
+from runtime.supervisor import Child
+from runtime.template import FunctionSpec
 
 log = logging.getLogger(__name__)
 _spawn = multiprocessing.get_context("spawn")

@@ -16,7 +16,7 @@ import pytest
 from functions.common import loops
 from functions.common.settings import reset_settings
 from functions.common.store import open_store
-from runtime.broker import EmbeddedBroker, ensure_topics
+from runtime.kafka.broker import EmbeddedBroker, ensure_topics
 from tests.helpers import Launch, apply_env, run_sql, unique
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
@@ -225,8 +225,8 @@ SERVICE_FIXTURES = frozenset({"broker", "mariadb_url", "sam_build", "local_stack
 @pytest.fixture(scope="session")
 def local_stack() -> Launch:
     """Starts ``python -m runtime.local`` (or its pieces: HTTP processes, Lambda environments from artifacts,
-    ``runtime.invoke``) as child processes: ``runtime.launcher.launched``."""
-    from runtime.launcher import launched
+    ``runtime.invoke``) as child processes: ``tools.launcher.launched``."""
+    from tools.launcher import launched
 
     return launched
 
@@ -262,8 +262,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if item.get_closest_marker("integration"):
         return (yield)
     guard = pytest.MonkeyPatch()
-    guard.setattr("runtime.launcher.subprocess", _Refused("starts runtime.local", "local_stack"))
-    guard.setattr("runtime.broker.subprocess", _Refused("starts a broker", "broker"))
+    guard.setattr("tools.launcher.subprocess", _Refused("starts runtime.local", "local_stack"))
+    guard.setattr("runtime.kafka.broker.subprocess", _Refused("starts a broker", "broker"))
     guard.setattr("tests.deploy.stack._translated", _Refused("runs the SAM translator", "build_tools"))
     guard.setattr("tests.deploy.build.subprocess", _Refused("runs sam build", "sam_build"))
     guard.setattr("functions.infer.engines._export", _Refused("exports an engine", "engine_build"))  # loads torch

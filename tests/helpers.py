@@ -19,10 +19,10 @@ from PIL import Image
 
 from functions.common import loops
 from functions.common.settings import reset_settings
-from runtime.launcher import Launched
+from tools.launcher import Launched
 
 EVENTS = Path(__file__).parent / "events"
-Launch = Callable[..., AbstractContextManager[Launched]]  # runtime.launcher.launched, from the local_stack fixture
+Launch = Callable[..., AbstractContextManager[Launched]]  # tools.launcher.launched, from the local_stack fixture
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 
 

@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from functions.common import loops
-from runtime.lambda_event import kafka_event
+from runtime.esm.events import kafka_event
 from runtime.template import KafkaSource
 from tests.deploy.stack import DEPLOY, Stack, role_actions
 from tests.helpers import apply_env, consume_all, photo

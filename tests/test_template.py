@@ -38,6 +38,7 @@ def _functions(kind: str | None = None) -> dict[str, dict[str, Any]]:
     return {n: r for n, r in functions.items() if (r["Properties"].get("PackageType") == "Image") == (kind == "image")}
 
 
+@pytest.mark.usefixtures("build_tools")  # cfn-lint from the build tools' venv
 def test_cfn_lint_reports_nothing() -> None:
     """What ``sam validate --lint`` runs: no errors and no warnings either."""
     lint = tools_python().with_name("cfn-lint")

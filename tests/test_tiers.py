@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.broker import EmbeddedBroker
-from runtime.launcher import launched
+from runtime.kafka.broker import EmbeddedBroker
+from tools.launcher import launched
 
 
 def test_this_test_is_in_the_fast_tier(request: pytest.FixtureRequest) -> None:

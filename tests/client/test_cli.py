@@ -108,7 +108,7 @@ def test_an_image_larger_than_a_lambda_request_goes_presigned_and_ends_done(
 
 
 def _closed_port_url() -> str:
-    from runtime.broker import free_port
+    from runtime.kafka.broker import free_port
 
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 

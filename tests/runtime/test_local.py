@@ -19,10 +19,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from runtime.broker import free_port
-from runtime.launcher import EXTERNAL, ROOT, wait_until_ok
+from runtime.kafka.broker import free_port
 from runtime.local import CannotStart, prepare_database
 from tests.helpers import Launch, photo, wait_all_done
+from tools.launcher import EXTERNAL, ROOT, wait_until_ok
 
 pytestmark = pytest.mark.usefixtures("local_stack")  # every test starts runtime.local
 
@@ -87,7 +87,7 @@ def test_json_logs_carry_function_request_id_and_counts_and_stay_quiet(
     assert handled[0]["records"] == 1 and handled[0]["done"] == 1 and len(handled[0]["request_id"]) == 36
     assert handled[0]["level"] == "INFO" and handled[0]["process_name"] == "InferSelfManagedFunction#0"
     loggers = {e["logger"] for e in entries}
-    assert {"runtime.local", "runtime.kafka_esm", "functions.infer.loading"} <= loggers
+    assert {"runtime.local", "runtime.esm.kafka", "functions.infer.loading"} <= loggers
     assert not {name for name in loggers if name.split(".")[0] in ("httpx", "aiokafka", "databases")}
 
 

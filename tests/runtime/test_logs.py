@@ -42,14 +42,14 @@ def test_settings_come_from_the_environment_given() -> None:
 def test_a_message_carrying_line_breaks_stays_one_line_in_text_logs(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("infer#0", LogSettings.of({"LOG_LEVEL": "INFO"}))
     forged = "k1\n2026-12-05 00:00:00,000 ERROR [collect] functions.collect: database wiped\r\x1b[2J"
-    logging.getLogger("runtime.kafka_esm").warning("record %s failed", forged)
+    logging.getLogger("runtime.esm.kafka").warning("record %s failed", forged)
     try:
         raise ValueError("boom")
     except ValueError:
-        logging.getLogger("runtime.kafka_esm").exception("batch failed")
+        logging.getLogger("runtime.esm.kafka").exception("batch failed")
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].endswith(
-        r"WARNING [infer#0] runtime.kafka_esm: record k1\n2026-12-05 00:00:00,000 ERROR [collect] "
+        r"WARNING [infer#0] runtime.esm.kafka: record k1\n2026-12-05 00:00:00,000 ERROR [collect] "
         r"functions.collect: database wiped\r\x1b[2J failed"
     )
     assert lines[1].endswith("batch failed") and lines[2] == "Traceback (most recent call last):"  # kept as is

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from runtime.broker import free_port
+from runtime.kafka.broker import free_port
 from tests.helpers import Launch, photo, unique, wait_all_done
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ Every record of a Kafka event ends as exactly one of:
 
 A failure of the function itself (database or broker down) is none of these: it raises, and the event-source
 mapping retries the batch, then sends it to its on-failure destination with the same headers
-(``dead_letter_headers``; ``runtime/kafka_esm.py``).
+(``dead_letter_headers``; ``runtime/esm/kafka.py``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 from functions.common.store import RequestRow, open_store
 from functions.upload.app import app
 from functions.upload.staging import Staging
-from runtime.local_s3 import BUCKET, LocalS3, PostPolicyGate
+from runtime.s3.local import BUCKET, LocalS3, PostPolicyGate
 from tests.helpers import apply_env, photo
 
 MB = 1024 * 1024
@@ -152,7 +152,7 @@ async def test_without_a_staging_bucket_the_presigned_path_says_what_to_set(
 
 
 async def test_an_unreachable_s3_is_a_503_not_a_500(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runtime.broker import free_port
+    from runtime.kafka.broker import free_port
 
     apply_env(monkeypatch, s3_endpoint_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     session = (await client.post("/register")).json()["uuid"]

@@ -11,7 +11,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from functions.common.contracts import message_key, parse_message_key
 from functions.common.kafka_edge.producer import Producer, spread_partitioner
-from runtime.broker import ensure_topics
+from runtime.kafka.broker import ensure_topics
 from tests.helpers import unique
 
 SESSION = "0b7f3a52-3d1c-4b8e-9a57-6f2e1c9d4b10"
