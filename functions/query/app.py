@@ -42,13 +42,13 @@ async def result(request: Request) -> Response:
 ROUTES = routes.routes(
     "query",
     {
-        "/result": result,
-        "/": index,
-        "/openapi.json": openapi,
-        "/docs": docs.page,
-        "/docs/swagger-ui.css": docs.stylesheet,
-        "/docs/swagger-ui-bundle.js": docs.script,
-        "/metrics": metrics,
+        "result": result,
+        "page": index,
+        "openapi": openapi,
+        "docs": docs.page,
+        "docs_stylesheet": docs.stylesheet,
+        "docs_script": docs.script,
+        "metrics": metrics,
     },
 )
 

@@ -12,7 +12,6 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from functions.common import blobs, loops
 from functions.common import store as stores
@@ -20,7 +19,7 @@ from functions.common.contracts import MAX_SEQ, BatchAccepted, PresignedUpload, 
 from functions.common.errors import BadRequest, Misconfigured, NotFound, PayloadTooLarge
 from functions.common.http_edge import routes
 from functions.common.http_edge.errors import exception_handlers, pydantic_response
-from functions.common.http_edge.guards import ApiKeyMiddleware, BodyLimitMiddleware
+from functions.common.http_edge.guards import FORM_PART_BYTES, ApiKeyMiddleware, BodyLimitMiddleware, file_limit
 from functions.common.http_edge.metrics import MetricsMiddleware
 from functions.common.http_edge.params import BatchForm, ClassifyForm, ConfirmForm, ImageForm, UploadUrlForm, parse
 from functions.common.kafka_edge import auth as kafka_auth
@@ -35,16 +34,15 @@ from .staging import Staging
 # Init phase: a wrong KafkaAuth or a missing KafkaSecretArn stops the cold start with a message naming it.
 kafka_auth.check(get_settings())
 
-_FORM_OVERHEAD = 64 * 1024
-
 
 def _deps() -> service.Deps:
     return service.Deps(get_settings(), stores.per_loop.get(), blobs.per_loop.get(), producer.per_loop.get())
 
 
-def _form(request: Request, max_files: int) -> AwaitableOrContextManager[FormData]:
-    """``async with _form(...) as form``: spooled upload files are closed when the block ends."""
-    return request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
+def _form(request: Request, endpoint: str) -> AwaitableOrContextManager[FormData]:
+    """``async with _form(request, name) as form``: at most the files that endpoint declares; spooled upload files
+    are closed when the block ends."""
+    return request.form(max_files=file_limit(routes.named(endpoint)), max_fields=16, max_part_size=FORM_PART_BYTES)
 
 
 async def _read_file(part: str | UploadFile | None, name: str) -> bytes:
@@ -62,7 +60,7 @@ async def register(request: Request) -> Response:
 
 
 async def image(request: Request) -> Response:
-    async with _form(request, max_files=1) as form:
+    async with _form(request, "image") as form:
         fields = parse(ImageForm, form)
         data = await _read_file(form.get("payload"), "payload")
     accepted = await service.submit(_deps(), fields.uuid, fields.seq, fields.topk, data)
@@ -70,7 +68,7 @@ async def image(request: Request) -> Response:
 
 
 async def classify(request: Request) -> Response:
-    async with _form(request, max_files=1) as form:
+    async with _form(request, "classify") as form:
         fields = parse(ClassifyForm, form)
         data = await _read_file(form.get("payload"), "payload")
     answer = await classify_one(_deps(), data, fields.topk, fields.wait)
@@ -78,7 +76,7 @@ async def classify(request: Request) -> Response:
 
 
 async def images(request: Request) -> Response:
-    async with _form(request, max_files=get_settings().max_batch_files) as form:
+    async with _form(request, "images") as form:
         fields = parse(BatchForm, form)
         parts = form.getlist("payload")
         if not parts:
@@ -107,7 +105,7 @@ def staging() -> Staging:
 
 async def upload_url(request: Request) -> Response:
     """A presigned S3 upload for one image of a session (for images larger than a Lambda request)."""
-    async with _form(request, max_files=0) as form:
+    async with _form(request, "upload_url") as form:
         fields = parse(UploadUrlForm, form)
     settings = get_settings()
     target = staging()
@@ -120,33 +118,23 @@ async def upload_url(request: Request) -> Response:
 
 async def confirm(request: Request) -> Response:
     """The presigned upload of ``key`` arrived: check, store and publish it as ``POST /image`` does."""
-    async with _form(request, max_files=0) as form:
+    async with _form(request, "confirm") as form:
         fields = parse(ConfirmForm, form)
     data = await staging().take(fields.uuid, fields.seq, fields.key, get_settings().max_upload_bytes)
     accepted = await service.submit(_deps(), fields.uuid, fields.seq, fields.topk, data)
     return pydantic_response(accepted, status_code=202)
 
 
-def _body_limit(scope: Scope) -> int:
-    settings = get_settings()
-    path = scope.get("path", "")
-    if path in ("/image", "/classify"):
-        return settings.max_upload_bytes + _FORM_OVERHEAD
-    if path == "/images":
-        return settings.max_batch_bytes
-    return _FORM_OVERHEAD
-
-
 ROUTES = routes.routes(
     "upload",
     {
-        "/register": register,
-        "/image": image,
-        "/images": images,
-        "/classify": classify,
-        "/upload-url": upload_url,
-        "/image/confirm": confirm,
-        "/health": health,
+        "register": register,
+        "image": image,
+        "images": images,
+        "classify": classify,
+        "upload_url": upload_url,
+        "confirm": confirm,
+        "health": health,
     },
 )
 
@@ -155,7 +143,7 @@ app = Starlette(
     middleware=[
         Middleware(MetricsMiddleware, function="upload"),
         Middleware(ApiKeyMiddleware),
-        Middleware(BodyLimitMiddleware, limit=_body_limit),
+        Middleware(BodyLimitMiddleware),
     ],
     exception_handlers=exception_handlers(
         (*stores.dependency_errors(), *blobs.dependency_errors(), *producer.dependency_errors())

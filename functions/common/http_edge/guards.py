@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,7 +10,27 @@ from functions.common.errors import PayloadTooLarge
 from functions.common.settings import get_settings
 
 from .errors import error_response
-from .routes import OPEN_PATHS
+from .routes import OPEN_PATHS, Body, Endpoint, endpoint_at
+
+FORM_OVERHEAD = 64 * 1024  # the multipart framing and fields around the files
+FORM_PART_BYTES = 64 * 1024  # a field that is not a file
+
+
+def body_limit(body: Body) -> int:
+    """The bytes a request body of this kind may hold (an undeclared route gets the form's)."""
+    settings = get_settings()
+    if body == "image":
+        return settings.max_upload_bytes + FORM_OVERHEAD
+    if body == "batch":
+        return settings.max_batch_bytes
+    return FORM_OVERHEAD
+
+
+def file_limit(endpoint: Endpoint) -> int:
+    """The file parts a form of this endpoint may carry: one per declared file, MAX_BATCH_FILES for a repeated one."""
+    if any(endpoint.files.values()):
+        return get_settings().max_batch_files
+    return len(endpoint.files)
 
 
 class ApiKeyMiddleware:
@@ -32,17 +51,18 @@ class ApiKeyMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Rejects an oversized body from its Content-Length, or while it streams in: nothing is buffered past the limit."""
+    """Rejects a body over its endpoint's declared limit (``Endpoint.body``) from its Content-Length, or while it
+    streams in: nothing is buffered past the limit."""
 
-    def __init__(self, app: ASGIApp, limit: Callable[[Scope], int]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit(scope)
+        declared_at = endpoint_at(scope.get("method", ""), scope.get("path", ""))
+        limit = body_limit(declared_at.body if declared_at else "form")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
             await error_response(413, f"request body exceeds {limit} bytes")(scope, receive, send)

@@ -9,14 +9,18 @@ import pytest
 from starlette.routing import Route
 
 from functions.common.contracts import MAX_SEQ, MAX_TOPK
+from functions.common.http_edge.guards import FORM_OVERHEAD, body_limit, file_limit
 from functions.common.http_edge.openapi import openapi_document
 from functions.common.http_edge.routes import ENDPOINTS, endpoints, routes
+from functions.common.settings import reset_settings
 from functions.query.app import app as query_app
 from functions.upload.app import app as upload_app
 from runtime.template import load_template
+from tests.helpers import apply_env
 
 TEMPLATE = Path(__file__).resolve().parents[4] / "template.yaml"
 FUNCTIONS = {"upload": "UploadFunction", "query": "QueryFunction"}
+MIB = 1024 * 1024
 
 
 def test_the_template_routes_exactly_the_declared_endpoints_to_their_functions() -> None:
@@ -33,8 +37,21 @@ def test_each_app_serves_exactly_its_declared_endpoints(name: str, app: object) 
 
 
 def test_an_app_without_a_handler_for_a_declared_route_does_not_start() -> None:
-    with pytest.raises(RuntimeError, match="routes declared for"):
-        routes("query", {"/result": lambda request: None})
+    with pytest.raises(RuntimeError, match="endpoints declared"):
+        routes("query", {"result": lambda request: None})
+
+
+def test_each_endpoint_declares_what_its_body_may_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    apply_env(monkeypatch, max_upload_bytes=str(10 * MIB), max_batch_bytes=str(5 * MIB), max_batch_files="7")
+    try:
+        limits = {e.name: (body_limit(e.body), file_limit(e)) for e in ENDPOINTS if e.method == "POST"}
+    finally:
+        reset_settings()
+    one_image = (10 * MIB + FORM_OVERHEAD, 1)
+    assert limits == {
+        "register": (FORM_OVERHEAD, 0), "image": one_image, "classify": one_image, "images": (5 * MIB, 7),
+        "upload_url": (FORM_OVERHEAD, 0), "confirm": (FORM_OVERHEAD, 0),
+    }  # fmt: skip
 
 
 def test_the_document_has_every_endpoint_and_the_bounds_the_models_enforce() -> None:
