@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from functions.common.http_edge.params import BATCH_FILES, Inputs
 from functions.common.http_edge.routes import ENDPOINTS, Endpoint, Reply
+from functions.common.settings import get_settings
 
 _REF = "#/components/schemas/{model}"
 _SECURITY = {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
@@ -70,35 +71,39 @@ def _form(schemas: _Schemas, endpoint: Endpoint) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
-def _operation(schemas: _Schemas, endpoint: Endpoint) -> dict[str, Any]:
+def _operation(schemas: _Schemas, endpoint: Endpoint, keyed: bool) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": endpoint.summary, "tags": [endpoint.function]}
     if endpoint.query is not None:
         operation["parameters"] = _parameters(schemas, endpoint.query)
     if endpoint.form is not None or endpoint.files:
         operation["requestBody"] = _form(schemas, endpoint)
     operation["responses"] = {str(code): _reply(schemas, r) for code, r in sorted(endpoint.replies.items())}
-    operation["security"] = [{"apiKey": []}, {}] if endpoint.guarded else []
+    if keyed:
+        operation["security"] = [{"apiKey": []}] if endpoint.guarded else []
     return operation
 
 
-@lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
+@lru_cache(maxsize=2)
+def openapi_document(keyed: bool = False) -> dict[str, Any]:
+    """The document as this deployment answers: with an API key configured (``keyed``), the guarded operations
+    need ``x-api-key``; without one, no operation does and the document declares no security at all."""
     schemas = _Schemas()
     paths: dict[str, Any] = {}
-    for endpoint in ENDPOINTS:
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(schemas, endpoint)
+    for endpoint in (e for e in ENDPOINTS if e.documented):
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(schemas, endpoint, keyed)
+    description = "Image classification: register a session, upload images, query results."
+    if keyed:
+        description += " Every guarded operation needs the `x-api-key` header (Authorize, in the docs page)."
+    components: dict[str, Any] = {"schemas": dict(sorted(schemas.schemas.items()))}
+    if keyed:
+        components["securitySchemes"] = _SECURITY
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "faasinfer",
-            "version": "1.0.0",
-            "description": "Image classification: register a session, upload images, query results. With "
-            "API_KEY set, every guarded operation needs the `x-api-key` header (Authorize, in the docs page).",
-        },
+        "info": {"title": "faasinfer", "version": "1.0.0", "description": description},
         "paths": paths,
-        "components": {"schemas": dict(sorted(schemas.schemas.items())), "securitySchemes": _SECURITY},
+        "components": components,
     }
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    return JSONResponse(openapi_document(bool(get_settings().api_key)))

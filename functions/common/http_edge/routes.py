@@ -59,6 +59,7 @@ class Endpoint:
     files: Mapping[str, bool] = field(default_factory=dict)  # file parts of the form: name -> repeated
     guarded: bool = True  # needs ``x-api-key`` when API_KEY is set
     body: Body = "form"
+    documented: bool = True  # an operation of the OpenAPI document (the docs page's own files are not)
 
 
 def _refusals(*codes: int) -> dict[int, Reply]:
@@ -102,9 +103,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("docs", "GET", "/docs", "query", "Interactive API documentation (Swagger UI)", {200: _HTML},
              guarded=False),
     Endpoint("docs_stylesheet", "GET", "/docs/swagger-ui.css", "query", "Swagger UI's style sheet",
-             {200: Reply("CSS", media_type="text/css")}, guarded=False),
+             {200: Reply("CSS", media_type="text/css")}, guarded=False, documented=False),
     Endpoint("docs_script", "GET", "/docs/swagger-ui-bundle.js", "query", "Swagger UI's script",
-             {200: Reply("JavaScript", media_type="text/javascript")}, guarded=False),
+             {200: Reply("JavaScript", media_type="text/javascript")}, guarded=False, documented=False),
     Endpoint("metrics", "GET", "/metrics", "query", "Prometheus metrics of every HTTP process (local runtime)",
              {200: Reply("text exposition format", media_type="text/plain"), **_refusals(401)}),
 )  # fmt: skip

@@ -57,7 +57,8 @@ def test_each_endpoint_declares_what_its_body_may_hold(monkeypatch: pytest.Monke
 def test_the_document_has_every_endpoint_and_the_bounds_the_models_enforce() -> None:
     document = openapi_document()
     operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
-    assert operations == {(e.method, e.path) for e in ENDPOINTS}
+    assert operations == {(e.method, e.path) for e in ENDPOINTS if e.documented}
+    assert "/docs/swagger-ui.css" not in document["paths"]  # the docs page's own files are not operations
     result = {p["name"]: p for p in document["paths"]["/result"]["get"]["parameters"]}
     assert result["seqStart"]["schema"] == {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
     assert result["seqEnd"]["required"] and result["uuid"]["schema"] == {"type": "string", "format": "uuid"}
@@ -66,5 +67,12 @@ def test_the_document_has_every_endpoint_and_the_bounds_the_models_enforce() -> 
     assert form["properties"]["seq"]["maximum"] == MAX_SEQ and form["properties"]["topk"]["maximum"] == MAX_TOPK
     batch = document["paths"]["/images"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert batch["properties"]["payload"]["type"] == "array"
-    assert document["paths"]["/health"]["get"]["security"] == []  # open
-    assert document["paths"]["/result"]["get"]["security"] == [{"apiKey": []}, {}]  # the key, when one is set
+
+
+def test_the_document_declares_the_key_only_where_one_is_configured() -> None:
+    keyless, keyed = openapi_document(keyed=False), openapi_document(keyed=True)
+    assert "securitySchemes" not in keyless["components"]  # no lock, no Authorize button in the docs page
+    assert all("security" not in op for item in keyless["paths"].values() for op in item.values())
+    assert keyed["paths"]["/health"]["get"]["security"] == []  # open
+    assert keyed["paths"]["/result"]["get"]["security"] == [{"apiKey": []}]
+    assert keyed["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
