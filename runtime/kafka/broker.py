@@ -130,16 +130,28 @@ async def keep_alive(broker: EmbeddedBroker, topics: dict[str, int], check_s: fl
     """Restart the embedded broker on its port if it dies, and recreate the topics.
 
     Its storage is memory: messages not yet consumed are gone with it. Requests stay ``queued`` in the
-    database, so the sweeper publishes them again; collect absorbs the duplicates. Never during shutdown.
+    database, so the sweeper publishes them again; collect absorbs the duplicates. A broker that dies again while
+    it is restarted (a crash loop) is restarted at the next look, and topics not yet created are created then.
+    Never during shutdown.
     """
+    topics_missing = False
     while not SHUTDOWN.is_set():
         await asyncio.sleep(check_s)
-        if broker.process is not None and broker.process.poll() is not None and not SHUTDOWN.is_set():
-            log.error(
-                "embedded broker exited with code %s; restarting on %s (in-memory topics are lost, the "
-                "sweeper re-publishes queued requests)",
-                broker.process.returncode,
-                broker.bootstrap,
-            )
-            broker.start()  # in the loop's own thread: the child's parent-death signal is bound to this thread
-            await ensure_topics(broker.bootstrap, topics)
+        if broker.process is None or SHUTDOWN.is_set():
+            continue
+        try:
+            if broker.process.poll() is not None:
+                log.error(
+                    "embedded broker exited with code %s; restarting on %s (in-memory topics are lost, the "
+                    "sweeper re-publishes queued requests)",
+                    broker.process.returncode,
+                    broker.bootstrap,
+                )
+                topics_missing = True
+                broker.start()  # in the loop's own thread: the child's parent-death signal is bound to this thread
+            if topics_missing:
+                await ensure_topics(broker.bootstrap, topics)
+                topics_missing = False
+        except Exception as exc:  # it died again while starting: the next look starts it again
+            log.error("embedded broker restart failed (%s: %s); trying again in %.0f s", type(exc).__name__,
+                      " ".join(str(exc).split())[:200], check_s)  # fmt: skip
