@@ -2,8 +2,9 @@
 after a backoff, and every restart is counted (``faasinfer_runtime_restarts_total`` in ``/metrics``, see
 ``shared_metrics``).
 
-The runtime's children are infer workers and extra HTTP processes; a SIGKILLed (OOM-killed) worker used to stay
-``<defunct>``, unlogged and never replaced. The embedded broker has its own watch (``broker.keep_alive``).
+The runtime's children are infer workers and extra HTTP processes; without this watch a SIGKILLed (OOM-killed) worker
+would stay ``<defunct>``, unlogged and never replaced. The embedded broker has its own watch
+(``runtime.kafka.broker.keep_alive``).
 
 Once the runtime stops (``SHUTDOWN``), exits are expected: a terminal's Ctrl-C reaches every process of the
 foreground process group, so the children stop on their own while the runtime stops the rest; none is restarted.

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     sweep_after_s: float = Field(default=60.0, ge=0)  # a request queued this long is published again
     sweep_batch: int = Field(default=500, gt=0)
     max_attempts: int = Field(default=5, ge=0)  # sweeper re-publishes per request; then it is failed, saying why
-    health_queued_limit_s: float = Field(default=300.0, gt=0)  # /health is degraded while a request waits longer
+    health_queued_limit_s: float = Field(default=120.0, gt=0)  # /health is degraded while a request waits longer
 
     aws_lambda_function_name: str | None = None  # set by Lambda (and by the local runtime per function)
 

@@ -227,7 +227,7 @@ class EventSourceMapping:
     ) -> None:
         """``kafka://topic``: the records themselves, with the reason in headers (Lambda's Kafka destination); an
         SQS/SNS/S3 ARN: the metadata-only invocation record Lambda sends there, written here to the dead-letter
-        topic in its place (no such service runs locally); no destination: the dead-letter topic, as before."""
+        topic in its place (no such service runs locally); no destination: the dead-letter topic."""
         destination = self.source.on_failure or f"kafka://{self.dlq_topic}"
         reason = f"{type(exc).__name__}: {exc}"
         if destination.startswith("kafka://"):

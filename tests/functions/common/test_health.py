@@ -73,7 +73,7 @@ async def test_requests_queued_too_long_make_inference_degraded(
 ) -> None:
     store = open_store(configured["database_url"])
     await store.create_session(SESSION)
-    for seq, age in ((0, 900), (1, 400), (2, 10)):
+    for seq, age in ((0, 900), (1, 130), (2, 10)):
         await store.add_request(RequestRow(SESSION, seq, 1, "k", "a" * 64, "image/png", submitted_at=time.time() - age))
     await store.close()
 
@@ -81,7 +81,7 @@ async def test_requests_queued_too_long_make_inference_degraded(
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["database"] == "ok" and checks["broker"] == "ok"
-    assert checks["inference"].startswith("error: 2 requests queued for more than 300 s (oldest 900 s)")
+    assert checks["inference"].startswith("error: 2 requests queued for more than 120 s (oldest 900 s)")
 
 
 async def test_dropped_tables_are_recreated_and_said_so(
