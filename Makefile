@@ -64,10 +64,11 @@ lint: setup
 	$(BIN)/mypy functions runtime tools client bench
 
 # The fast tier first (in-process, on every core: under a minute), then the tests that start services, stacks
-# or build steps, each named as it starts (some take minutes: the bench smoke runs, `sam build`).
+# or build steps (some take minutes: the bench smoke runs, `sam build`), in two processes, each test file whole
+# in one of them (its module fixtures start once).
 test: lint test-store-versions
 	$(BIN)/python -m pytest -m "not integration" -n auto
-	$(BIN)/python -m pytest -m integration -v
+	$(BIN)/python -m pytest -m integration -n 2 --dist loadfile -v
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not integration" -n auto

@@ -71,6 +71,6 @@ def test_the_api_behaves_as_its_document_says_for_generated_input(local_simulati
 
             check()
     operations = {label for label, _ in tried}
-    # Every declared operation was exercised; schemathesis leaves out the document it was loaded from.
-    assert operations == {f"{e.method} {e.path}" for e in ENDPOINTS} - {"GET /openapi.json"}, tried
+    # Every documented operation was exercised; schemathesis leaves out the document it was loaded from.
+    assert operations == {f"{e.method} {e.path}" for e in ENDPOINTS if e.documented} - {"GET /openapi.json"}, tried
     assert sum(tried.values()) >= 250, tried
