@@ -128,7 +128,7 @@ NO_KAFKA = "127.0.0.1:9"  # a closed port: code that reaches for Kafka under app
 def app_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, tiny_weights: Path
 ) -> Iterator[dict[str, Any]]:
-    """Settings for one test of code that never touches Kafka (query, the store, collect's upserts): the
+    """Settings for one test of code that never touches Kafka (query, the store, upload's refusals): the
     parametrised database with a fresh schema, a blob folder, the tiny model; Kafka names a closed port."""
     env = {
         "kafka_bootstrap_servers": NO_KAFKA,

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from functions.common.contracts import InferenceResult
@@ -30,6 +31,26 @@ async def _seed(url: str) -> None:
     await store.apply_result(InferenceResult(uuid=SESSION, seq=3, status="done", labels=["x"], scores=[1.0]))
     await store.add_request(RequestRow(SESSION, 4, 2, f"{SESSION}/4", "a" * 64, "image/png", submitted_at=time.time()))
     await store.close()
+
+
+def test_a_sweep_the_broker_does_not_take_marks_nothing_published(
+    app_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka unreachable: the sweep fails (the next one retries) and every stale request stays due, its attempts
+    not counted: a request is marked re-published only once the broker took it."""
+    apply_env(monkeypatch, sweep_after_s="60", publish_timeout_s="2")
+    asyncio.run(_seed(app_settings["database_url"]))
+    with pytest.raises(KafkaError):
+        app.handler(load_event("eventbridge_sweeper"), None)
+
+    async def rows() -> list[RequestRow]:
+        store = open_store(app_settings["database_url"])
+        try:
+            return await store.get_range(SESSION, 0, 2)
+        finally:
+            await store.close()
+
+    assert [(r.seq, r.attempts) for r in asyncio.run(rows())] == [(0, 0), (1, 0), (2, 0)]
 
 
 def test_stale_queued_requests_are_published_once_per_period(

@@ -118,6 +118,24 @@ async def test_batch_limits_are_named_and_nothing_is_stored(
         await store.close()
 
 
+async def test_a_conflict_keeps_the_stored_image_even_while_the_broker_is_down(
+    client: httpx.AsyncClient, app_settings: dict[str, Any]
+) -> None:
+    """Kafka unreachable: the upload is stored and answered 503 (the sweeper publishes it later); another image for
+    that seq is a 409 that leaves the stored one as it was."""
+    session = await _session(client)
+    form = {"uuid": session, "seq": "0", "topk": "1"}
+    first = await client.post("/image", data=form, files={"payload": ("a.jpg", photo("chelsea.jpg"))})
+    other = await client.post("/image", data=form, files={"payload": ("c.jpg", photo("coffee.jpg"))})
+    assert (first.status_code, other.status_code) == (503, 409), (first.text, other.text)
+    store, stored_blobs = open_store(app_settings["database_url"]), blob_store_from_url(app_settings["blob_url"])
+    try:
+        [row] = await store.get_range(session, 0, 0)
+        assert (row.seq, row.status) == (0, "queued") and await stored_blobs.get(row.blob_key) == photo("chelsea.jpg")
+    finally:
+        await store.close()
+
+
 async def test_identical_resubmission_is_idempotent_and_different_bytes_conflict(
     client: httpx.AsyncClient, configured: dict[str, Any]
 ) -> None:
