@@ -32,8 +32,9 @@ t1 = time.perf_counter()
 event = json.load(open(sys.argv[2]))
 result = module.handler(event, None)
 t2 = time.perf_counter()
-import resource
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# This process image's own peak (VmHWM): ru_maxrss would carry the peak of the process it was forked from
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+rss_mb = int(status.split()[0]) / 1024
 def again(i):
     if event.get("rawPath") != "/image":
         return event
