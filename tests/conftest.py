@@ -275,5 +275,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if set(getattr(item, "fixturenames", ())) & SERVICE_FIXTURES:
+        callspec = getattr(item, "callspec", None)
+        on_mariadb = callspec is not None and callspec.params.get("db_url") == "mariadb"  # indirect params too
+        if set(getattr(item, "fixturenames", ())) & SERVICE_FIXTURES or on_mariadb:
             item.add_marker(pytest.mark.integration)
