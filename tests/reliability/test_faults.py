@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,7 +113,7 @@ def test_sigkilled_infer_worker_loses_nothing(runtime_with_sweeper: tuple[str, P
 OUTAGE_S = 4.0  # the broker crashes again each time it is restarted, for this long
 
 
-def _crash_loop(runtime: int, until: float) -> int:
+def _crash_loop(runtime: int, until: float, first_kill: threading.Event) -> int:
     """SIGKILL the runtime's broker, and each broker it starts again, until ``until``; returns the kills."""
     kills = 0
     while time.monotonic() < until:
@@ -121,6 +122,7 @@ def _crash_loop(runtime: int, until: float) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                     kills += 1
+                    first_kill.set()
         time.sleep(0.02)
     return kills
 
@@ -128,8 +130,8 @@ def _crash_loop(runtime: int, until: float) -> int:
 # PUBLISH_TIMEOUT_S (1 s) shorter than the outage: an upload that cannot reach the broker gives up within it.
 @pytest.mark.parametrize("runtime_with_sweeper", [{"PUBLISH_TIMEOUT_S": "1"}], indirect=True)
 def test_broker_crash_and_restart_loses_no_accepted_upload(runtime_with_sweeper: tuple[str, Path]) -> None:
-    """What the docs promise clients: during the outage uploads get 503 (not 500, not a 202 nobody acknowledged);
-    after it, every 202 ends done, the messages lost with the broker's memory re-published by the sweeper."""
+    """What the docs promise clients: during the outage uploads get 503 (never a 500); every 202, within the outage
+    or after it, ends done, the messages lost with the broker's memory re-published by the sweeper."""
     base, workdir = runtime_with_sweeper
     runtime = _runtime_pid(workdir)
     during: dict[int, int] = {}
@@ -139,9 +141,10 @@ def test_broker_crash_and_restart_loses_no_accepted_upload(runtime_with_sweeper:
             session = (await client.post("/register")).json()["uuid"]
             counts: dict[int, int] = {}
             await asyncio.gather(*(upload_with_retry(client, session, seq, counts) for seq in range(20)))
-            until = time.monotonic() + OUTAGE_S
-            crashing = asyncio.create_task(asyncio.to_thread(_crash_loop, runtime, until))
-            await asyncio.sleep(0.2)  # the first kill has landed
+            until, first_kill = time.monotonic() + OUTAGE_S, threading.Event()
+            crashing = asyncio.create_task(asyncio.to_thread(_crash_loop, runtime, until, first_kill))
+            # Only requests sent once the broker is dead count as within the outage.
+            assert await asyncio.to_thread(first_kill.wait, OUTAGE_S), "the broker was never killed"
             while time.monotonic() < until - 1.5:  # answers that come within the outage (1 s timeout + slack)
                 seq = 20 + sum(during.values())
                 name = UPLOAD_NAMES[seq % len(UPLOAD_NAMES)]  # what upload_with_retry sends again for this seq
@@ -154,7 +157,8 @@ def test_broker_crash_and_restart_loses_no_accepted_upload(runtime_with_sweeper:
             return session, counts, kills, await wait_all_done(client, session, tried, timeout_s=150)
 
     session, counts, kills, items = asyncio.run(scenario())
-    assert kills >= 2 and set(during) == {503}, during  # every answer within the outage: 503, the documented one
+    # Within the outage the documented 503 (a 202 only where a restart briefly took the message: it ends done too).
+    assert kills >= 2 and 503 in during and set(during) <= {202, 503}, during
     assert set(counts) <= {202, 503}  # never a 500, never a lost 202
     _rows_are_the_answers(workdir, session, items)
     assert "restarting on" in (workdir / "runtime.log").read_text()
