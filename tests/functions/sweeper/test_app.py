@@ -33,6 +33,14 @@ async def _seed(url: str) -> None:
     await store.close()
 
 
+async def _rows(url: str, last_seq: int) -> list[RequestRow]:
+    store = open_store(url)
+    try:
+        return await store.get_range(SESSION, 0, last_seq)
+    finally:
+        await store.close()
+
+
 def test_a_sweep_the_broker_does_not_take_marks_nothing_published(
     app_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -43,14 +51,9 @@ def test_a_sweep_the_broker_does_not_take_marks_nothing_published(
     with pytest.raises(KafkaError):
         app.handler(load_event("eventbridge_sweeper"), None)
 
-    async def rows() -> list[RequestRow]:
-        store = open_store(app_settings["database_url"])
-        try:
-            return await store.get_range(SESSION, 0, 2)
-        finally:
-            await store.close()
-
-    assert [(r.seq, r.attempts) for r in asyncio.run(rows())] == [(0, 0), (1, 0), (2, 0)]
+    assert [(r.seq, r.attempts) for r in asyncio.run(_rows(app_settings["database_url"], 2))] == [
+        (0, 0), (1, 0), (2, 0)
+    ]  # fmt: skip
 
 
 def test_stale_queued_requests_are_published_once_per_period(
@@ -122,13 +125,6 @@ def test_a_request_never_classified_fails_after_its_attempts_saying_why(
         )
         await store.close()
 
-    async def rows() -> list[RequestRow]:
-        store = open_store(configured["database_url"])
-        try:
-            return await store.get_range(SESSION, 0, 1)
-        finally:
-            await store.close()
-
     asyncio.run(seed())
     sweeps = [app.handler(load_event("eventbridge_sweeper"), None) for _ in range(4)]
 
@@ -138,7 +134,7 @@ def test_a_request_never_classified_fails_after_its_attempts_saying_why(
         {"republished": 0, "failed": 2},
         {"republished": 0, "failed": 0},
     ]
-    first, second = asyncio.run(rows())
+    first, second = asyncio.run(_rows(configured["database_url"], 1))
     assert (first.status, second.status) == ("failed", "failed")
     assert first.error is not None and first.error.startswith("not classified after 3 attempts over")
     assert first.error.endswith("last error: model unavailable: no weights")
