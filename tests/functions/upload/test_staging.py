@@ -51,16 +51,6 @@ async def client(
         yield c
 
 
-@pytest.fixture
-async def publishing_client(
-    configured: dict[str, Any], s3: dict[str, str], monkeypatch: pytest.MonkeyPatch, loop_resources: None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """``client`` with the real broker: confirmed uploads are published."""
-    apply_env(monkeypatch, upload_staging_url=s3["UPLOAD_STAGING_URL"], s3_endpoint_url=s3["S3_ENDPOINT_URL"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        yield c
-
-
 def _staged_keys(s3: dict[str, str]) -> list[str]:
     client = boto3.client(
         "s3", endpoint_url=s3["S3_ENDPOINT_URL"], aws_access_key_id="x", aws_secret_access_key="x",
