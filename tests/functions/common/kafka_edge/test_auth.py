@@ -7,14 +7,12 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.common.errors import Misconfigured
 from functions.common.kafka_edge import auth as kafka_auth
@@ -24,12 +22,10 @@ ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
-def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.client("secretsmanager")
+def secrets(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Secrets Manager in moto, in eu-west-1, the region of the secret ARNs these tests use."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    return boto3.client("secretsmanager")
 
 
 def test_plaintext_is_the_local_default() -> None:
