@@ -27,7 +27,7 @@ from runtime.esm.kafka import RetryPolicy
 from runtime.esm.worker import mappings_for, supervise, worker_main
 from runtime.eventbridge.schedule import Schedule
 from runtime.kafka.broker import EmbeddedBroker, keep_alive
-from runtime.lambdafn.placement import make_function
+from runtime.lambdafn.placement import artifact_of, make_function
 from runtime.supervisor import Child
 from runtime.template import FunctionSpec
 
@@ -97,7 +97,9 @@ async def worker_processes(
                 name = f"{placement.spec.name}#{index}"
                 args = (placement.spec, dict(placement.environment), bootstrap, retry, index, started, build_dir)
                 start = _spawner(name, worker_main, args)
-                children.append(Child(name, start, start()))
+                in_process = artifact_of(placement.spec, build_dir) is None  # this process is the environment
+                memory = placement.spec.memory_mb if in_process else None
+                children.append(Child(name, start, start(), memory_mb=memory))
             log.info("%s: %d worker processes", placement.spec.name, count)
         for _ in children:
             await _worker_started(started)

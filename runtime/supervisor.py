@@ -6,6 +6,12 @@ The runtime's children are infer workers and extra HTTP processes; without this 
 would stay ``<defunct>``, unlogged and never replaced. The embedded broker has its own watch
 (``runtime.kafka.broker.keep_alive``).
 
+A worker that runs its function in its own process (from the venv: one execution environment, concurrency 1) is
+held to the function's ``MemorySize`` as Lambda holds an environment: past it, the process is killed with Lambda's
+``Runtime.OutOfMemory`` wording and replaced as any exit is; its batch, never committed, is delivered again. Its
+event-source mapping lives in the same process and counts too (~15 MB). A worker whose function runs from an
+artifact has that environment watched by ``lambdafn.memory_watch`` instead.
+
 Once the runtime stops (``SHUTDOWN``), exits are expected: a terminal's Ctrl-C reaches every process of the
 foreground process group, so the children stop on their own while the runtime stops the rest; none is restarted.
 
@@ -25,6 +31,8 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 from prometheus_client import Counter
+
+from runtime.lambdafn.memory_watch import out_of_memory, rss_mib
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,7 @@ class Child:
     started_at: float = field(default_factory=time.monotonic)
     quick_exits: int = 0
     restart_at: float | None = None
+    memory_mb: int | None = None  # the function's MemorySize, when this process is its execution environment
 
 
 def describe(exitcode: int | None) -> str:
@@ -66,6 +75,7 @@ def check(child: Child, now: float) -> None:
         return
     if child.restart_at is None:
         if child.process.is_alive():
+            _hold_to_memory_size(child)
             return
         child.process.join(0)  # reaped: no zombie
         if now - child.started_at >= HEALTHY_AFTER_S:
@@ -80,6 +90,16 @@ def check(child: Child, now: float) -> None:
         child.process = child.start()
         child.started_at, child.restart_at = now, None
         log.warning("%s restarted (pid %s)", child.name, child.process.pid)
+
+
+def _hold_to_memory_size(child: Child) -> None:
+    if child.memory_mb is None or child.process.pid is None:
+        return
+    used = rss_mib(child.process.pid)
+    if used > child.memory_mb:
+        log.error("%s (pid %s): %s", child.name, child.process.pid, out_of_memory(used, child.memory_mb))
+        child.process.kill()
+        child.process.join(5)  # the next look sees the exit: logged, counted, restarted
 
 
 async def watch(children: list[Child], poll_s: float = 0.5) -> None:

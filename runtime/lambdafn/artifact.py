@@ -3,7 +3,8 @@
 Each execution environment is a process of its own: ``awslambdaric`` (the Lambda Runtime Interface Client, as
 in AWS's base images) imports the handler from the artifact folder (``sam build``'s output) and polls a Runtime API
 that this module serves on loopback, one server per environment. The process sees the standard library, the
-artifact and the runtime client, nothing of the project's venv: a packaging mistake fails here as on AWS. A
+artifact and the runtime client, nothing of the project's venv: a packaging mistake fails here as on AWS. The
+artifact folder is mounted read-only for it where the machine allows (``task_root``), as /var/task is. A
 ``Timeout`` kills the process and starts a fresh one, as Lambda resets an environment.
 """
 
@@ -36,6 +37,7 @@ from starlette.routing import Route
 
 from runtime.lambdafn.invoker import FunctionThrottled, FunctionTimedOut
 from runtime.lambdafn.memory_watch import ended
+from runtime.lambdafn.task_root import read_only
 from runtime.sockets import Server, listening_socket
 from runtime.template import FunctionSpec
 
@@ -132,7 +134,7 @@ class Environment:
             "PYTHONPATH": f"{self.artifact}:{self.client}",
             "_HANDLER": self.spec.handler,
         }
-        command = [lambda_python(), "-S", "-m", "awslambdaric", self.spec.handler]
+        command = read_only(self.artifact, [lambda_python(), "-S", "-m", "awslambdaric", self.spec.handler])
         self.process = await asyncio.create_subprocess_exec(*command, cwd=self.artifact, env=env)
         while not self._polled.is_set():  # ready once it asks for its first event (init done)
             if self._init_error is not None or self.process.returncode is not None:

@@ -36,11 +36,17 @@ async def ended(process: asyncio.subprocess.Process, limit_mib: int, request_id:
         if used > limit_mib:
             process.kill()
             await process.wait()
-            return (
-                f"Runtime.OutOfMemory: RequestId: {request_id} Error: Runtime exited with error: signal: killed "
-                f"({used:.0f} MB used, MemorySize {limit_mib} MB)"
-            )
+            return out_of_memory(used, limit_mib, request_id)
         await asyncio.sleep(POLL_S)
+
+
+def out_of_memory(used_mib: float, limit_mib: int, request_id: str | None = None) -> str:
+    """Lambda's error for an environment ended past its ``MemorySize``."""
+    request = f"RequestId: {request_id} " if request_id else ""
+    return (
+        f"Runtime.OutOfMemory: {request}Error: Runtime exited with error: signal: killed "
+        f"({used_mib:.0f} MB used, MemorySize {limit_mib} MB)"
+    )
 
 
 def _status(process: asyncio.subprocess.Process) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from functions.common.store import RequestRow, Store, open_store
+from runtime.lambdafn.task_root import read_only
 from runtime.template import load_template
 from tests.deploy.build import checkout
 from tests.deploy.build import sam_build as run_sam_build
@@ -183,9 +184,8 @@ def _invoke(
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
         **env,
     }
-    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && cd "$1" && shift && exec "$@"'
-    command = ["unshare", "--mount", "sh", "-c", script, "sh", str(artifact),
-               executable, "-I", "-S", "-c", RUNNER, str(RAW[function]["Properties"]["Handler"])]  # fmt: skip
+    handler = str(RAW[function]["Properties"]["Handler"])
+    command = read_only(artifact, [executable, "-I", "-S", "-c", RUNNER, handler])  # as runtime.local runs it
     done = subprocess.run(command, input=json.dumps(event), capture_output=True, text=True, env=lambda_env, timeout=120)
     assert done.returncode == 0, done.stderr[-4000:]
     output = json.loads(done.stdout)

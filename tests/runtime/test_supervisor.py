@@ -6,13 +6,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 
 import pytest
 
 from runtime import supervisor
+from runtime.lambdafn.memory_watch import rss_mib
 from runtime.supervisor import Child, check, run_to_end
 
 _spawn = multiprocessing.get_context("spawn")
@@ -93,3 +97,60 @@ async def test_a_build_step_that_succeeds_hands_on_every_line() -> None:
 async def test_a_silent_failing_build_step_is_named_with_its_exit_code() -> None:
     command = [sys.executable, "-c", "raise SystemExit(4)"]
     assert await run_to_end(command, dict(os.environ), print) == f"{' '.join(command)} exited with code 4"
+
+
+def _hoard(mb: int) -> None:
+    hoard = bytearray(mb * 1024 * 1024)
+    for i in range(0, len(hoard), 4096):
+        hoard[i] = 1  # touched: resident
+    time.sleep(60)
+
+
+def _start_greedy() -> BaseProcess:
+    process = _spawn.Process(target=_hoard, args=(200,), daemon=True)
+    process.start()
+    return process
+
+
+def test_a_worker_past_its_memory_size_is_ended_like_lambda_ends_it_and_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    child = Child("greedy#0", _start_greedy, _start_greedy(), started_at=0.0, memory_mb=150)
+    first = child.process
+    try:
+        for _ in range(200):  # up to 10 s to import and fill its 200 MB
+            check(child, 1.0)
+            if not first.is_alive():
+                break
+            time.sleep(0.05)
+        assert first.exitcode == -signal.SIGKILL
+        assert re.search(
+            r"greedy#0 \(pid \d+\): Runtime\.OutOfMemory: Error: Runtime exited with error: signal: killed "
+            r"\(\d+ MB used, MemorySize 150 MB\)",
+            caplog.text,
+        ), caplog.text
+        check(child, 1.0)  # the exit, as any other: counted, and a start scheduled
+        assert child.restart_at is not None
+        check(child, child.restart_at)
+        assert child.process is not first and child.process.is_alive()
+    finally:
+        child.process.kill()
+        child.process.join(10)
+
+
+def test_a_worker_within_its_memory_size_and_an_unheld_one_are_left_alone() -> None:
+    held = Child("light#0", _start_greedy, _start_greedy(), started_at=0.0, memory_mb=400)
+    unheld = Child("http#0", _start_greedy, _start_greedy(), started_at=0.0)  # functions in threads: not held
+    try:
+        for child in (held, unheld):
+            for _ in range(200):  # up to 10 s to import and fill its 200 MB
+                if rss_mib(child.process.pid or 0) > 200:
+                    break
+                time.sleep(0.05)
+            assert rss_mib(child.process.pid or 0) > 200
+            check(child, 1.0)
+            assert child.process.is_alive() and child.restart_at is None
+    finally:
+        for child in (held, unheld):
+            child.process.kill()
+            child.process.join(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -77,6 +78,44 @@ async def test_a_timeout_replaces_the_environment(probe: ArtifactFunction) -> No
         await probe.invoke({"sleep": 3})
     after = (await probe.invoke({}))["pid"]
     assert after != before  # a fresh process, as Lambda resets an environment
+
+
+WRITER = (
+    HANDLER
+    + """
+import errno
+
+def writer(event, context):
+    outcomes = {}
+    for where in (os.environ["LAMBDA_TASK_ROOT"] + "/written", "written-here", "/tmp/written-by-probe"):
+        try:
+            with open(where, "w") as out:
+                out.write("x")
+            outcomes[where] = "written"
+        except OSError as exc:
+            outcomes[where] = errno.errorcode[exc.errno]
+    return outcomes
+"""
+)
+
+
+async def test_the_artifact_folder_is_read_only_as_var_task_is_and_tmp_writable(tmp_path: Path) -> None:
+    spec = FunctionSpec("ProbeFunction", "probe.app.writer", timeout_s=5)
+    artifact = _artifact(tmp_path, WRITER)
+    function = ArtifactFunction(spec, {"AWS_LAMBDA_FUNCTION_NAME": "ProbeFunction"}, artifact)
+    await function.start()
+    try:
+        outcomes = await function.invoke({})
+    finally:
+        await function.stop()
+    assert outcomes == {
+        f"{artifact}/written": "EROFS",  # Lambda: "[Errno 30] Read-only file system"
+        "written-here": "EROFS",  # the working directory is the task root, the read-only one
+        "/tmp/written-by-probe": "written",
+    }
+    assert not (artifact / "written").exists() and not (artifact / "written-here").exists()
+    os.remove("/tmp/written-by-probe")
+    assert (artifact / "probe" / "app.py").read_text() == WRITER  # outside the environment, the folder is as it was
 
 
 async def test_an_import_error_fails_at_start_with_the_reason(tmp_path: Path) -> None:
