@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 
-from . import engine_file, engine_remote
+from . import engine_file, engine_remote, heap
 from .config import ModelSpec, check
 from .model import Classifier, ModelUnavailable
 
@@ -26,6 +26,7 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         classifier = engine_file.load(engine_remote.fetch(spec, spec.engine.remote))
     if classifier is None:
         classifier = _built(spec)
+    heap.release_freed()  # what loading freed: otherwise resident for the environment's whole life
     log.info(
         "model %s loaded on %s (%d classes, %d threads)",
         classifier.name, classifier.engine, len(classifier.labels), spec.threads,
