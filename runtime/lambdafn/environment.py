@@ -1,10 +1,13 @@
 """Each function's own environment, as Lambda gives it: its template variables and Lambda's, nobody else's.
 
 Resolved as SAM CLI does (``samcli/local/lambdafn/env_vars.py``): for a variable the function's template declares,
-the shell's value overrides the template's; an unset parameter stays an empty string, as on AWS. Shell variables
-that no function declares (``LOG_LEVEL``, ``INFER_MAX_BATCH``, ``PATH``, …) pass through, as local knobs; a variable
-that another function declares does not. Lambda's own variables are added. The result is handed to that function
-alone (its threads or processes); ``os.environ`` is never written.
+the shell's value overrides the template's; an unset parameter stays an empty string, as on AWS. Lambda's own
+variables are added. From the rest of the shell only ``passes_from_shell`` goes in: the configuration knobs the
+functions read (``Settings``: ``INFER_MAX_BATCH``, ``PUBLISH_TIMEOUT_S``…; ``LOG_LEVEL``), AWS credentials and
+endpoints (SAM passes the shell's credentials too) and what any process needs (``PATH``, ``HOME``, ``TMPDIR``…);
+never a variable another function declares, nor anything else the shell holds (``PYTHONPATH``, ``VIRTUAL_ENV``,
+a variable only a developer's shell has): on Lambda the function would not see it. The result is handed to that
+function alone (its threads or processes); ``os.environ`` is never written.
 """
 
 from __future__ import annotations
@@ -17,6 +20,17 @@ from runtime.template import FunctionSpec, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGION = "us-east-1"
+
+
+# Knobs the functions read that a template need not declare (their defaults hold on AWS), beside Settings' own.
+_KNOBS = frozenset({"LOG_LEVEL", "LOG_FORMAT", "TORCH_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS"})
+# What a process needs to run at all; Lambda sets its own values of these.
+_PROCESS = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "PROMETHEUS_MULTIPROC_DIR"})
+
+
+def passes_from_shell(name: str) -> bool:
+    """Whether an undeclared shell variable reaches the functions: a knob they read, AWS's, or a process's own."""
+    return name.lower() in Settings.model_fields or name in _KNOBS or name in _PROCESS or name.startswith("AWS_")
 
 
 def declared_names(functions: Iterable[FunctionSpec]) -> frozenset[str]:
@@ -47,7 +61,8 @@ def function_environment(
     """The environment ``spec`` runs with; ``declared``: every variable any function of the template declares;
     ``services``: variables of what the runtime started for the functions (e.g. its local S3 endpoint)."""
     defaults = {**local_defaults(), **(services or {})}
-    passed = {**defaults, **{key: value for key, value in shell.items() if key not in declared}}
+    undeclared = {key: value for key, value in shell.items() if key not in declared and passes_from_shell(key)}
+    passed = {**defaults, **undeclared}
     own = {key: shell.get(key, value) for key, value in spec.env.items()}
     region = shell.get("AWS_REGION") or shell.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     return {**passed, **own, **lambda_variables(spec, region, task_root)}

@@ -20,14 +20,19 @@ def _functions() -> dict[str, FunctionSpec]:
 def test_a_function_gets_its_own_variables_and_lambdas_and_no_others() -> None:
     functions = _functions()
     declared = declared_names(functions.values())
-    shell = {"INFER_MODEL": "resnet18", "REQUEST_TOPIC": "mine", "LOG_LEVEL": "DEBUG", "PATH": "/usr/bin"}
+    shell = {"INFER_MODEL": "resnet18", "REQUEST_TOPIC": "mine", "LOG_LEVEL": "DEBUG", "PATH": "/usr/bin",
+             "INFER_MAX_BATCH": "4", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "PYTHONPATH": "/home/dev/src",
+             "VIRTUAL_ENV": "/home/dev/.venv", "MY_SHELL_ONLY_SETTING": "x"}  # fmt: skip
     upload = function_environment(functions["UploadFunction"], shell, declared)
     infer = function_environment(functions["InferSelfManagedFunction"], shell, declared)
 
     assert "INFER_MODEL" not in upload  # infer's variable, set in the shell: still not upload's
     assert infer["INFER_MODEL"] == "resnet18"  # the shell overrides what the function declares (SAM's rule)
     assert upload["REQUEST_TOPIC"] == infer["REQUEST_TOPIC"] == "mine"  # Globals: every function's
-    assert upload["LOG_LEVEL"] == "DEBUG" and upload["PATH"] == "/usr/bin"  # nobody declares these: local knobs
+    assert upload["LOG_LEVEL"] == "DEBUG" and infer["INFER_MAX_BATCH"] == "4"  # knobs the functions read
+    assert upload["PATH"] == "/usr/bin" and upload["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE"  # a process's, AWS's
+    for only_in_a_shell in ("PYTHONPATH", "VIRTUAL_ENV", "MY_SHELL_ONLY_SETTING"):  # on Lambda: not there
+        assert only_in_a_shell not in upload and only_in_a_shell not in infer
     assert upload["DATABASE_URL"] == "" and upload["API_KEY"] == ""  # unset parameters arrive as "", as on AWS
     assert upload["AWS_LAMBDA_FUNCTION_NAME"] == "UploadFunction"
     assert upload["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and infer["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1769"
