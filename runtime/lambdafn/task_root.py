@@ -25,8 +25,13 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # $0 is the folder, "$@" the command: the mount happens inside the namespace, then the command replaces the shell;
-# `cd` again, for a working directory entered before the mount would still be the writable folder beneath it.
-_MOUNT_THEN_EXEC = '{mount} --bind "$0" "$0" && {mount} -o remount,bind,ro "$0" "$0" && cd "$0" && exec "$@"'
+# `cd` again, for a working directory entered before the mount would still be the writable folder beneath it. A
+# folder that cannot be mounted so (e.g. on a file system whose flags a user namespace may not change) runs writable,
+# said on stderr, rather than not at all.
+_MOUNT_THEN_EXEC = (
+    'if {mount} --bind "$0" "$0" && {mount} -o remount,bind,ro "$0" "$0"; then cd "$0"; '
+    'else echo "faasinfer: $0 cannot be mounted read-only here: it stays writable" >&2; fi; exec "$@"'
+)
 
 
 def _wrapper(folder: Path) -> list[str] | None:
