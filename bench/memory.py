@@ -21,20 +21,13 @@ from typing import Any
 
 from bench.common import photos, save_json, table
 from runtime.kafka.broker import EmbeddedBroker, ensure_topics
+from runtime.lambdafn.memory_watch import rss_mib
 from runtime.template import load_template
 
 
 def _infer_malloc_env() -> dict[str, str]:
     infer = load_template(Path(__file__).resolve().parent.parent / "template.yaml").function("InferSelfManagedFunction")
     return {"MALLOC_ARENA_MAX": infer.env["MALLOC_ARENA_MAX"]}
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _event(bootstrap: str, first: int, count: int, n_blobs: int) -> dict[str, Any]:
@@ -99,13 +92,13 @@ def _measure(n_images: int, batch: int, model: str) -> dict[str, float]:
         for i, data in enumerate(images):
             asyncio.run(blobs.put(f"bench/{i}.jpg", data, "image/jpeg"))
         app.handler(_event(bootstrap, 0, batch, len(images)), None)  # warm-up: model, pools, producer
-        start = rss_mib()
+        start = rss_mib(os.getpid())
         samples = [start]
         done = 0
         for first in range(batch, n_images + batch, batch):
             summary = app.handler(_event(bootstrap, first, batch, len(images)), None)
             done += summary["done"]
-            samples.append(rss_mib())
+            samples.append(rss_mib(os.getpid()))
         app.shutdown()
     half = samples[len(samples) // 2]
     return {
